@@ -1,0 +1,74 @@
+# Audio-Cogito research kit. The two commands a newcomer needs:
+#   make reproduce   # creates .venv on first use, then runs every notebook headlessly (PROFILE=mini, CPU)
+#   make test        # same environment; unit tests + every notebook under the fast `tiny` profile
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= mini
+RUN_DIR ?=
+ONLY ?=
+SYSTEM_PACKAGES := espeak-ng
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.cogito-installed
+
+.PHONY: reproduce test test-unit test-notebooks lab plan venv system-deps clean distclean help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make reproduce [PROFILE=mini|tiny|paper] [RUN_DIR=dir] [ONLY='00 02']  run the notebooks headlessly"
+	@echo "make test            unit tests + notebooks under the tiny profile"
+	@echo "make plan [PROFILE=paper]   what would run and what is missing, without running"
+	@echo "make lab             JupyterLab on the kit's kernel ('cogito')"
+	@echo "make clean           remove runs/ and caches (keeps .venv);  make distclean also removes .venv"
+
+# System packages: the world speaks through a real TTS engine.
+system-deps:
+	@missing=""; for pkg in $(SYSTEM_PACKAGES); do command -v $$pkg >/dev/null || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else \
+	    echo "error: missing system packages:$$missing. Install them first, e.g. 'sudo apt-get install -y$$missing'" \
+	         "(macOS: 'brew install$$missing'), then rerun make."; exit 1; \
+	  fi; \
+	fi
+
+# The venv is (re)built when pyproject.toml changes; the kernel 'cogito' points at its interpreter.
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system-deps
+	@echo "creating $(VENV) with the pinned stack (first time: a few minutes, ~7.5 GB)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	$(PY) -m ipykernel install --sys-prefix --name cogito --display-name "Python (cogito)"
+	$(PY) -m pip check
+	@touch $(STAMP)
+
+venv: $(STAMP)
+	@$(MAKE) --no-print-directory system-deps
+
+reproduce: venv
+	$(PY) -m cogito_lib.run --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(ONLY),--only $(ONLY))
+
+plan: venv
+	$(PY) -m cogito_lib.run --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --plan
+
+test: venv
+	$(PY) -m pytest
+
+test-unit: venv
+	$(PY) -m pytest -m "not notebooks"
+
+test-notebooks: venv
+	$(PY) -m pytest -m notebooks
+
+lab: venv
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --MappingKernelManager.default_kernel_name=cogito
+
+clean:
+	rm -rf runs .pytest_cache
+	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,20 @@
+"""What every stage notebook does after its parameters cell: load the profile, find the run dir."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from .config import Profile, load_profile, resolve_run_dir
+
+
+def setup_stage(profile_name: str, run_dir: str | None, stage: str,
+                overrides: Mapping[str, Any] | None = None) -> tuple[Profile, Path, Path]:
+    """Validate the profile (with the notebook's overrides), create `RUN_DIR/<stage>/` and return
+    `(profile, run_dir, stage_dir)`. Fails before any work on a bad profile, key or type."""
+    profile = load_profile(profile_name, overrides)
+    run_path = resolve_run_dir(profile, run_dir)
+    stage_dir = run_path / stage
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    print(f"profile {profile.name} ({profile.description})")
+    print(f"run dir {run_path}")
+    return profile, run_path, stage_dir

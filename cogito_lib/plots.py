@@ -1,0 +1,207 @@
+"""Seaborn plot helpers for the stage notebooks: what a stage's manifest holds, and what a clip sounds like.
+
+Every helper takes manifest records (a list of dicts or a DataFrame), returns a matplotlib Figure and saves a PNG
+when `save_as` is given. Figures are built without pyplot, so a notebook shows each exactly once: make the call
+the cell's last expression, or pass the figure to `display()`. Helpers that draw one panel also accept `ax=` so
+`plot_stage_overview` can compose them.
+"""
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import matplotlib.colors
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+try:
+    from cogito_lib.world import LAYERS, MODALITIES
+except ImportError:  # the world package is not importable yet; same constants as MMAR's
+    MODALITIES = ("sound", "music", "speech", "mix-sound-music", "mix-sound-speech", "mix-music-speech",
+                  "mix-sound-music-speech")
+    LAYERS = ("Signal", "Perception", "Semantic", "Cultural")
+MODALITIES = tuple(MODALITIES)
+LAYERS = tuple(LAYERS)
+
+UNMAPPED_LAYER = "unmapped"  # fact kinds that `fact_layers` does not name
+LAYER_COLORS = {**dict(zip(LAYERS, sns.color_palette("colorblind", len(LAYERS)).as_hex())),
+                UNMAPPED_LAYER: "#9e9e9e"}
+MODALITY_COLOR = sns.color_palette("colorblind")[0]
+DPI = 120
+
+
+def use_theme() -> None:
+    """Apply the kit's one plot theme (every helper calls it, so figures look alike across notebooks)."""
+    sns.set_theme(style="whitegrid", context="notebook")
+
+
+def _records(manifest) -> list[dict]:
+    if isinstance(manifest, pd.DataFrame):
+        return manifest.to_dict(orient="records")
+    return list(manifest)
+
+
+def modality_order(modalities: Iterable[str]) -> list[str]:
+    """The 7 MMAR modality classes in their fixed order, then any unknown ones seen (so nothing is hidden)."""
+    unknown = sorted({m for m in modalities if m not in MODALITIES})
+    return [*MODALITIES, *unknown]
+
+
+def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    use_theme()
+    if ax is not None:
+        return ax.figure, ax
+    figure = Figure(figsize=figsize, layout="constrained")
+    return figure, figure.add_subplot()
+
+
+def _finish(figure: Figure, save_as: str | Path | None) -> Figure:
+    if save_as is not None:
+        save_as = Path(save_as)
+        save_as.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(save_as, dpi=DPI, format="png")
+    return figure
+
+
+def _label_bars(ax: Axes, count_axis: str) -> None:
+    """Write each bar's count on it; counts are whole numbers, so the count axis gets integer ticks."""
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%d", padding=2, fontsize="small")
+    getattr(ax, f"{count_axis}axis").set_major_locator(MaxNLocator(integer=True))
+
+
+def plot_clips_by_modality(manifest, save_as: str | Path | None = None, *, ax: Axes | None = None) -> Figure:
+    """Bar chart of clip counts over the 7 MMAR modality classes (zero bars for classes with no clips)."""
+    records = _records(manifest)
+    counts = Counter(r["modality"] for r in records)
+    order = modality_order(counts)
+    figure, ax = _new_axes(ax, (7.5, 4))
+    sns.barplot(x=order, y=[counts.get(m, 0) for m in order], order=order, color=MODALITY_COLOR, ax=ax)
+    _label_bars(ax, "y")
+    ax.set(xlabel="modality", ylabel="clips", title=f"Clips by modality (n={len(records)})")
+    ax.tick_params(axis="x", labelrotation=30)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    return _finish(figure, save_as)
+
+
+def fact_kind_counts(manifest, fact_layers: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Clips carrying each fact kind, with the kind's MMAR layer; sorted by layer, then by count."""
+    counts = Counter(kind for r in _records(manifest) for kind in (r.get("facts") or {}))
+    fact_layers = fact_layers or {}
+    table = pd.DataFrame({"fact_kind": list(counts), "clips": list(counts.values())}, columns=["fact_kind", "clips"])
+    table["layer"] = [fact_layers.get(kind, UNMAPPED_LAYER) for kind in table["fact_kind"]]
+    layer_rank = {layer: rank for rank, layer in enumerate([*LAYERS, UNMAPPED_LAYER])}
+    table["layer_rank"] = table["layer"].map(lambda layer: layer_rank.get(layer, len(layer_rank)))
+    table = table.sort_values(["layer_rank", "clips", "fact_kind"], ascending=[True, False, True])
+    return table.drop(columns="layer_rank").reset_index(drop=True)
+
+
+def plot_clips_by_fact_kind(manifest, fact_layers: Mapping[str, str] | None = None,
+                            save_as: str | Path | None = None, *, ax: Axes | None = None) -> Figure:
+    """Horizontal bars: clips carrying each fact kind, coloured by MMAR layer when `fact_layers` maps kind -> layer."""
+    table = fact_kind_counts(manifest, fact_layers)
+    figure, ax = _new_axes(ax, (7, max(2.5, 0.3 * len(table) + 1.2)))
+    if table.empty:
+        ax.text(0.5, 0.5, "no facts in this manifest", ha="center", va="center", transform=ax.transAxes)
+    elif fact_layers:
+        layers = list(dict.fromkeys(table["layer"]))
+        palette = {layer: LAYER_COLORS.get(layer, LAYER_COLORS[UNMAPPED_LAYER]) for layer in layers}
+        sns.barplot(data=table, x="clips", y="fact_kind", hue="layer", hue_order=layers, palette=palette,
+                    dodge=False, ax=ax)
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="MMAR layer", frameon=False)
+    else:
+        sns.barplot(data=table, x="clips", y="fact_kind", color=MODALITY_COLOR, ax=ax)
+    _label_bars(ax, "x")
+    ax.set(xlabel="clips carrying the fact", ylabel="fact kind", title="Clips by fact kind")
+    return _finish(figure, save_as)
+
+
+def plot_durations(manifest, save_as: str | Path | None = None, *, ax: Axes | None = None) -> Figure:
+    """Clip durations per modality: a box per modality class with every clip drawn as a point."""
+    table = pd.DataFrame(_records(manifest))
+    figure, ax = _new_axes(ax, (7, 4))
+    if table.empty:
+        ax.text(0.5, 0.5, "no clips in this manifest", ha="center", va="center", transform=ax.transAxes)
+    else:
+        order = [m for m in modality_order(table["modality"]) if m in set(table["modality"])]
+        with warnings.catch_warnings():  # seaborn 0.13.2 passes matplotlib 3.11's deprecated `vert`; harmless here
+            warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
+            sns.boxplot(data=table, x="duration_s", y="modality", order=order, color="#dddddd", fliersize=0, ax=ax)
+        sns.stripplot(data=table, x="duration_s", y="modality", order=order, color=MODALITY_COLOR, size=4,
+                      alpha=0.7, ax=ax)
+    ax.set(xlabel="duration (s)", ylabel="modality", title="Clip durations")
+    return _finish(figure, save_as)
+
+
+def plot_stage_overview(manifest, fact_layers: Mapping[str, str] | None = None,
+                        save_as: str | Path | None = None) -> Figure:
+    """One figure with the three manifest panels: clips by modality, by fact kind, durations."""
+    use_theme()
+    num_fact_kinds = len(fact_kind_counts(manifest))
+    figure = Figure(figsize=(18, max(4.5, 0.3 * num_fact_kinds + 1.5)), layout="constrained")
+    modality_ax, fact_ax, duration_ax = figure.subplots(1, 3)
+    plot_clips_by_modality(manifest, ax=modality_ax)
+    plot_clips_by_fact_kind(manifest, fact_layers, ax=fact_ax)
+    plot_durations(manifest, ax=duration_ax)
+    return _finish(figure, save_as)
+
+
+def to_mono(waveform: np.ndarray) -> np.ndarray:
+    """A float32 1-D waveform; (channels, samples) or soundfile's (samples, channels) is averaged over channels."""
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if waveform.ndim == 2:
+        waveform = waveform.mean(axis=0 if waveform.shape[0] < waveform.shape[1] else 1)
+    if waveform.ndim != 1 or waveform.size == 0:
+        raise ValueError(f"waveform must be a non-empty 1-D or 2-D array, got shape {waveform.shape}")
+    return waveform
+
+
+def log_mel(waveform: np.ndarray, sample_rate: int, num_mels: int = 64, hop_s: float = 0.010,
+            window_s: float = 0.025) -> np.ndarray:
+    """Log-mel spectrogram in dB, shape (num_mels, frames); a multi-channel waveform is averaged to mono."""
+    import torch
+    import torchaudio
+
+    waveform = to_mono(waveform)
+    n_fft = int(round(window_s * sample_rate))
+    if waveform.size < n_fft:  # centred frames reflect-pad by n_fft/2, which needs at least that many samples
+        waveform = np.pad(waveform, (0, n_fft - waveform.size))
+    mel = torchaudio.transforms.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, n_mels=num_mels,
+                                               hop_length=max(1, int(round(hop_s * sample_rate))))
+    to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=80.0)
+    with torch.no_grad():
+        return to_db(mel(torch.from_numpy(waveform))).numpy()
+
+
+def spectrogram_figure(waveform: np.ndarray, sample_rate: int, events: list[dict] | None = None, title: str = "",
+                       save_as: str | Path | None = None) -> Figure:
+    """Log-mel spectrogram (64 mels, dB) with each event's onset..offset drawn as a labelled span."""
+    use_theme()
+    waveform = to_mono(waveform)
+    spectrogram_db = log_mel(waveform, sample_rate)
+    duration_s = waveform.size / sample_rate
+    figure = Figure(figsize=(8, 3.2), layout="constrained")
+    ax = figure.add_subplot()
+    ax.grid(False)
+    image = ax.imshow(spectrogram_db, origin="lower", aspect="auto", cmap="magma",
+                      extent=(0.0, duration_s, 0, spectrogram_db.shape[0]))
+    figure.colorbar(image, ax=ax, label="dB", pad=0.01)
+    labels = list(dict.fromkeys(e["label"] for e in events or []))
+    colors = dict(zip(labels, sns.color_palette("husl", max(1, len(labels))).as_hex()))
+    num_rows = 3  # stagger labels so overlapping events stay readable
+    for index, event in enumerate(events or []):
+        color = colors[event["label"]]
+        ax.axvspan(event["onset_s"], event["offset_s"], facecolor=(*matplotlib.colors.to_rgb(color), 0.15),
+                   edgecolor=color, linewidth=2)
+        ax.text(event["onset_s"], spectrogram_db.shape[0] * (0.95 - 0.1 * (index % num_rows)), f" {event['label']}",
+                color="white", fontsize="small", va="top", clip_on=True,
+                bbox={"facecolor": color, "alpha": 0.8, "pad": 1.5, "edgecolor": "none"})
+    ax.set(xlim=(0.0, duration_s), xlabel="time (s)", ylabel="mel bin", title=title)
+    return _finish(figure, save_as)

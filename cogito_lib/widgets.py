@@ -1,0 +1,233 @@
+"""ipywidgets views of a stage's clips: a filterable clip browser and a quick listening strip.
+
+Both read `STAGE_DIR/manifest.jsonl` (records with clip_id, audio_path relative to the stage folder, modality,
+duration_s, sample_rate, events, facts, layers, caption). Widgets are built and updated without a display, so
+tests drive them by setting filter values and calling `show(clip_id)`.
+"""
+from __future__ import annotations
+
+import html
+import io
+import json
+from pathlib import Path
+
+import ipywidgets as widgets
+import soundfile
+
+from cogito_lib.io import read_jsonl
+from cogito_lib.plots import LAYERS, modality_order, spectrogram_figure
+
+ALL = "(all)"  # filter value that keeps every clip
+MANIFEST_NAME = "manifest.jsonl"
+
+
+def load_manifest(stage_dir: str | Path) -> list[dict]:
+    """The clip records of a stage folder; raises FileNotFoundError naming the missing manifest."""
+    manifest_path = Path(stage_dir) / MANIFEST_NAME
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{manifest_path} not found: run the data-collection stage (notebook 02) first")
+    return read_jsonl(manifest_path)
+
+
+def audio_path_of(stage_dir: str | Path, record: dict) -> Path:
+    """A clip's wav path: `audio_path` is relative to the stage folder unless absolute."""
+    return Path(stage_dir) / record["audio_path"]
+
+
+def _message(text: str, color: str = "#b00020") -> widgets.HTML:
+    return widgets.HTML(f'<p style="color:{color}">{html.escape(text)}</p>')
+
+
+def audio_player(stage_dir: str | Path, record: dict) -> widgets.Widget:
+    """An Audio widget for the clip's wav, or a message naming the missing file."""
+    wav_path = audio_path_of(stage_dir, record)
+    if not wav_path.is_file():
+        return _message(f"audio file missing: {wav_path}")
+    return widgets.Audio(value=wav_path.read_bytes(), format="wav", autoplay=False, loop=False, controls=True)
+
+
+def spectrogram_png(stage_dir: str | Path, record: dict) -> bytes:
+    """The clip's log-mel spectrogram with its events, as PNG bytes."""
+    waveform, sample_rate = soundfile.read(audio_path_of(stage_dir, record), dtype="float32", always_2d=False)
+    title = f"{record['clip_id']} · {record.get('modality', '?')}"
+    figure = spectrogram_figure(waveform, sample_rate, events=record.get("events") or [], title=title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()
+
+
+def _table(header: list[str], rows: list[list], empty: str) -> str:
+    if not rows:
+        return f"<p><i>{html.escape(empty)}</i></p>"
+    head = "".join(f"<th style='text-align:left;padding:0 8px'>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td style='padding:0 8px'>{html.escape(str(cell))}</td>" for cell in row)
+                   + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def metadata_html(record: dict) -> str:
+    """Caption, modality, layers, events table and facts of one clip, as HTML."""
+    events = sorted(record.get("events") or [], key=lambda e: e.get("onset_s", 0.0))
+    event_rows = [[e.get("label", ""), f"{e.get('onset_s', 0):.2f}", f"{e.get('offset_s', 0):.2f}",
+                   e.get("source", ""), e.get("kind", "")] for e in events]
+    fact_rows = [[kind, value if isinstance(value, str) else json.dumps(value)]
+                 for kind, value in (record.get("facts") or {}).items()]
+    summary = (f"<b>{html.escape(str(record['clip_id']))}</b> · {html.escape(str(record.get('modality', '?')))}"
+               f" · {record.get('duration_s', 0):.2f} s · {record.get('sample_rate', '?')} Hz"
+               f" · layers: {html.escape(', '.join(record.get('layers') or []) or '-')}")
+    return (f"<p>{summary}</p><p><b>Caption:</b> {html.escape(str(record.get('caption', '')))}</p>"
+            f"<h4>Events</h4>{_table(['label', 'onset (s)', 'offset (s)', 'source', 'kind'], event_rows, 'no events')}"
+            f"<h4>Facts</h4>{_table(['kind', 'value'], fact_rows, 'no facts')}")
+
+
+class ClipBrowser:
+    """Browse a stage's clips: filter by modality and MMAR layer, pick a clip, listen, see its spectrogram and
+    metadata. `ClipBrowser(run_dir / "02-data-collection")` as a cell's last line shows it."""
+
+    def __init__(self, stage_dir: str | Path, manifest: list[dict] | None = None):
+        self.stage_dir = Path(stage_dir)
+        self.clips = list(manifest) if manifest is not None else load_manifest(self.stage_dir)
+        self._clip_by_id = {record["clip_id"]: record for record in self.clips}
+        self._png_by_clip_id: dict[str, bytes] = {}
+        self._quiet = False  # set while the browser itself rewrites options, so observers do not re-render
+        self.current_clip_id: str | None = None
+
+        modalities = modality_order(r["modality"] for r in self.clips)
+        layers = [*LAYERS, *sorted({l for r in self.clips for l in r.get("layers") or []} - set(LAYERS))]
+        self.modality_filter = widgets.Dropdown(description="modality", options=self._counted(
+            modalities, lambda record, modality: record["modality"] == modality), value=ALL)
+        self.layer_filter = widgets.Dropdown(description="layer", options=self._counted(
+            layers, lambda record, layer: layer in (record.get("layers") or [])), value=ALL)
+        self.clip_selector = widgets.Dropdown(description="clip", layout=widgets.Layout(width="480px"))
+        self.previous_button = widgets.Button(description="◀", layout=widgets.Layout(width="40px"),
+                                              tooltip="previous clip")
+        self.next_button = widgets.Button(description="▶", layout=widgets.Layout(width="40px"), tooltip="next clip")
+        self.count_label = widgets.HTML()
+        self.clip_panel = widgets.VBox()
+        self.widget = widgets.VBox([
+            widgets.HBox([self.modality_filter, self.layer_filter]),
+            widgets.HBox([self.clip_selector, self.previous_button, self.next_button, self.count_label]),
+            self.clip_panel,
+        ])
+
+        self.modality_filter.observe(self._on_filter_change, names="value")
+        self.layer_filter.observe(self._on_filter_change, names="value")
+        self.clip_selector.observe(self._on_clip_change, names="value")
+        self.previous_button.on_click(lambda _: self._step(-1))
+        self.next_button.on_click(lambda _: self._step(+1))
+        self._refresh()
+
+    def _counted(self, names: list[str], matches) -> list[tuple[str, str]]:
+        """Dropdown options `name (count)`, with ALL first; names with no clips stay listed so gaps are visible."""
+        counted = [(f"{name} ({sum(matches(r, name) for r in self.clips)})", name) for name in names]
+        return [(f"{ALL} ({len(self.clips)})", ALL), *counted]
+
+    def filtered(self) -> list[dict]:
+        """The clip records matching the current modality and layer filters, in manifest order."""
+        modality, layer = self.modality_filter.value, self.layer_filter.value
+        return [r for r in self.clips
+                if modality in (ALL, r["modality"]) and (layer == ALL or layer in (r.get("layers") or []))]
+
+    def show(self, clip_id: str) -> "ClipBrowser":
+        """Select and render one clip (clearing filters that would hide it); returns the browser for display."""
+        if clip_id not in self._clip_by_id:
+            raise KeyError(f"clip_id {clip_id!r} is not in {self.stage_dir / MANIFEST_NAME}")
+        if clip_id not in {r["clip_id"] for r in self.filtered()}:
+            self._quiet = True
+            self.modality_filter.value = ALL
+            self.layer_filter.value = ALL
+            self._quiet = False
+            self._refresh(select=clip_id)
+        elif self.clip_selector.value != clip_id:
+            self.clip_selector.value = clip_id  # observer renders
+        return self
+
+    def _refresh(self, select: str | None = None) -> None:
+        """Rebuild the clip options from the filters, then render the selected clip or the empty-filter message."""
+        clips = self.filtered()
+        self._quiet = True
+        self.clip_selector.options = [(f"{r['clip_id']} · {r['modality']} · {str(r.get('caption', ''))[:50]}",
+                                       r["clip_id"]) for r in clips]
+        if clips:
+            self.clip_selector.value = select if select in {r["clip_id"] for r in clips} else clips[0]["clip_id"]
+        self._quiet = False
+        self.count_label.value = f"{len(clips)} of {len(self.clips)} clips"
+        if clips:
+            self._render(self.clip_selector.value)
+        else:
+            self.current_clip_id = None
+            self.clip_panel.children = [_message(
+                f"No clips match modality={self.modality_filter.value} and layer={self.layer_filter.value}; "
+                f"set one of the filters back to {ALL}." if self.clips else
+                f"{self.stage_dir / MANIFEST_NAME} holds no clips.", color="#555555")]
+
+    def _render(self, clip_id: str) -> None:
+        record = self._clip_by_id[clip_id]
+        self.current_clip_id = clip_id
+        player = audio_player(self.stage_dir, record)
+        panels: list[widgets.Widget] = [player]
+        if isinstance(player, widgets.Audio):  # no wav, no spectrogram: the message already says why
+            if clip_id not in self._png_by_clip_id:
+                self._png_by_clip_id[clip_id] = spectrogram_png(self.stage_dir, record)
+            panels.append(widgets.Image(value=self._png_by_clip_id[clip_id], format="png",
+                                        layout=widgets.Layout(max_width="720px")))
+        panels.append(widgets.HTML(metadata_html(record)))
+        self.clip_panel.children = panels
+
+    def _on_filter_change(self, change: dict) -> None:
+        if not self._quiet:
+            self._refresh(select=self.current_clip_id)
+
+    def _on_clip_change(self, change: dict) -> None:
+        if not self._quiet and change["new"] is not None:
+            self._render(change["new"])
+
+    def _step(self, offset: int) -> None:
+        clip_ids = [value for _, value in self.clip_selector.options]
+        if clip_ids and self.current_clip_id in clip_ids:
+            self.show(clip_ids[(clip_ids.index(self.current_clip_id) + offset) % len(clip_ids)])
+
+    def panel_text(self) -> str:
+        """All HTML text in the clip panel (what a reader sees besides the player and image); handy in tests."""
+        return "\n".join(child.value for child in self.clip_panel.children if isinstance(child, widgets.HTML))
+
+    def display(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _spread_over_modalities(clips: list[dict], n: int) -> list[dict]:
+    """Up to n clips taken round-robin over modality classes, so a short listen covers the variety."""
+    by_modality: dict[str, list[dict]] = {}
+    for record in clips:
+        by_modality.setdefault(record["modality"], []).append(record)
+    queues = [by_modality[m] for m in modality_order(by_modality) if m in by_modality]
+    chosen: list[dict] = []
+    while len(chosen) < n and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < n:
+                chosen.append(queue.pop(0))
+    return chosen
+
+
+def listen(stage_dir: str | Path, clip_ids: list[str] | None = None, n: int = 3) -> widgets.VBox:
+    """A VBox of a few clips, each a caption and an audio player; without clip_ids, n clips across modalities."""
+    clips = load_manifest(stage_dir)
+    if clip_ids is None:
+        chosen = _spread_over_modalities(clips, n)
+    else:
+        clip_by_id = {record["clip_id"]: record for record in clips}
+        unknown = [clip_id for clip_id in clip_ids if clip_id not in clip_by_id]
+        if unknown:
+            raise KeyError(f"clip_ids {unknown} are not in {Path(stage_dir) / MANIFEST_NAME}")
+        chosen = [clip_by_id[clip_id] for clip_id in clip_ids]
+    rows = [widgets.VBox([
+        widgets.HTML(f"<b>{html.escape(str(r['clip_id']))}</b> · {html.escape(str(r['modality']))} — "
+                     f"{html.escape(str(r.get('caption', '')))}"),
+        audio_player(stage_dir, r),
+    ]) for r in chosen]
+    return widgets.VBox(rows or [_message(f"{Path(stage_dir) / MANIFEST_NAME} holds no clips.", color="#555555")])

@@ -1,0 +1,74 @@
+import pytest
+
+from cogito_lib.config import PROFILES, ConfigError, load_profile, resolve_run_dir, DATASET_ENV
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_every_profile_loads_and_validates(name):
+    profile = load_profile(name)
+    assert profile.name == name
+    assert profile.world.sample_rate == 16000
+    assert set(profile.keys()) >= {"collect.num_clips", "world.loudness_step_db", "train.learning_rate"}
+
+
+def test_tiny_is_smaller_than_mini():
+    tiny, mini = load_profile("tiny"), load_profile("mini")
+    assert tiny.collect.num_clips < mini.collect.num_clips
+    assert tiny.eval.num_items < mini.eval.num_items
+    assert not tiny.requires_gpu and not mini.requires_gpu
+
+
+def test_paper_profile_has_the_papers_values(monkeypatch):
+    monkeypatch.setenv("COGITO_FMA_ROOT", "/data/fma")
+    paper = load_profile("paper")
+    assert paper.models.base == "Qwen/Qwen3-Omni-30B-A3B-Thinking"
+    assert paper.models.annotator == paper.models.judge == "Qwen/Qwen3-Omni-30B-A3B-Instruct"
+    assert (paper.annotate.min_questions_per_clip, paper.annotate.max_questions_per_clip) == (1, 3)
+    assert paper.annotate.num_seed_questions == 500
+    assert paper.train.epochs == 1.0 and paper.train.learning_rate == 1e-5
+    assert paper.requires_gpu and paper.collect.source == "datasets"
+    assert paper.datasets.fma == "/data/fma"  # dataset roots come from env vars
+    assert set(DATASET_ENV) == set(paper.datasets.__dataclass_fields__)
+
+
+def test_overrides_apply_and_none_keeps_the_profile_value():
+    profile = load_profile("mini", {"collect.num_clips": 21, "collect.seed": None, "world.max_duration_s": 5})
+    assert profile.collect.num_clips == 21
+    assert profile.collect.seed == load_profile("mini").collect.seed
+    assert profile.world.max_duration_s == 5.0 and isinstance(profile.world.max_duration_s, float)
+
+
+def test_unknown_profile_names_the_allowed_ones():
+    with pytest.raises(ConfigError, match=r"unknown profile 'huge'.*tiny, mini, paper"):
+        load_profile("huge")
+
+
+def test_unknown_parameter_names_the_field_and_allowed_keys():
+    with pytest.raises(ConfigError) as err:
+        load_profile("mini", {"collect.num_clip": 3})
+    assert "collect.num_clip" in str(err.value) and "collect.num_clips" in str(err.value)
+
+
+@pytest.mark.parametrize("key,value", [("collect.num_clips", "3"), ("collect.num_clips", 2.5),
+                                       ("collect.num_clips", True), ("world.tts_engine", 3),
+                                       ("train.learning_rate", "fast")])
+def test_wrong_type_fails_naming_the_field(key, value):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + " must be"):
+        load_profile("mini", {key: value})
+
+
+def test_bad_choice_lists_the_allowed_values():
+    with pytest.raises(ConfigError, match="hf, vllm, openai"):
+        load_profile("mini", {"models.backend": "tensorrt"})
+
+
+def test_inconsistent_values_are_rejected():
+    with pytest.raises(ConfigError, match="min_duration_s"):
+        load_profile("mini", {"world.min_duration_s": 9.0})
+    with pytest.raises(ConfigError, match="pitch"):
+        load_profile("mini", {"world.pitch_mid_hz": 100.0})
+
+
+def test_run_dir_defaults_to_runs_profile(tmp_path):
+    assert resolve_run_dir("mini").parts[-2:] == ("runs", "mini")
+    assert resolve_run_dir("mini", str(tmp_path / "x")) == (tmp_path / "x").resolve()

@@ -1,0 +1,212 @@
+"""Fast tests for cogito_lib.plots, cogito_lib.widgets and docs/pipeline.svg, on a synthetic stage folder."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import ipywidgets as widgets  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import soundfile  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from cogito_lib.io import write_jsonl  # noqa: E402
+from cogito_lib import plots  # noqa: E402
+from cogito_lib.widgets import ALL, ClipBrowser, listen  # noqa: E402
+
+SAMPLE_RATE = 16_000
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FACT_LAYERS = {"loudness": "Signal", "event_count": "Perception", "speaker_emotion": "Semantic", "genre": "Cultural"}
+
+# (clip_id, modality, facts, layers)
+CLIPS = [
+    ("snd1", "sound", {"loudness": -20.0, "event_count": 2}, ["Signal", "Perception"]),
+    ("snd2", "sound", {"event_count": 1}, ["Perception"]),
+    ("spc1", "speech", {"speaker_emotion": "happy"}, ["Semantic"]),
+    ("spc2", "speech", {"speaker_emotion": "sad", "loudness": -30.0}, ["Semantic", "Signal"]),
+    ("mus1", "music", {"genre": "jazz"}, ["Cultural"]),
+    ("mix1", "mix-sound-speech", {"event_count": 3, "speaker_emotion": "calm"}, ["Perception", "Semantic"]),
+]
+
+
+def make_record(clip_id: str, modality: str, facts: dict, layers: list[str]) -> dict:
+    return {
+        "clip_id": clip_id, "audio_path": f"audio/{clip_id}.wav", "modality": modality, "duration_s": 1.0,
+        "sample_rate": SAMPLE_RATE, "facts": facts, "layers": layers, "caption": f"a {modality} clip ({clip_id})",
+        "events": [{"label": f"{modality}-event", "onset_s": 0.1, "offset_s": 0.6, "source": "synth", "kind": modality},
+                   {"label": "tone", "onset_s": 0.5, "offset_s": 0.9, "source": "synth", "kind": "sound"}],
+    }
+
+
+@pytest.fixture()
+def stage_dir(tmp_path: Path) -> Path:
+    """A stage folder like 02-data-collection: manifest.jsonl plus one 1-second wav per clip."""
+    stage_dir = tmp_path / "02-data-collection"
+    rng = np.random.default_rng(0)
+    records = [make_record(*clip) for clip in CLIPS]
+    for record in records:
+        wav_path = stage_dir / record["audio_path"]
+        wav_path.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(wav_path, (0.1 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32), SAMPLE_RATE)
+    write_jsonl(stage_dir / "manifest.jsonl", records)
+    return stage_dir
+
+
+@pytest.fixture()
+def manifest(stage_dir: Path) -> list[dict]:
+    from cogito_lib.io import read_jsonl
+
+    return read_jsonl(stage_dir / "manifest.jsonl")
+
+
+def bar_count(ax) -> int:
+    """Bars seaborn drew (legend proxies are patches too, so count bar containers instead)."""
+    return sum(len(container) for container in ax.containers)
+
+
+# --- plots ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("as_frame", [False, True])
+def test_clips_by_modality_has_seven_bars_in_fixed_order(manifest, tmp_path, as_frame):
+    data = pd.DataFrame(manifest) if as_frame else manifest
+    figure = plots.plot_clips_by_modality(data, save_as=tmp_path / "plots" / "modality.png")
+    ax = figure.axes[0]
+    assert isinstance(figure, Figure)
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(plots.MODALITIES)
+    assert [p.get_height() for p in ax.patches] == [2, 1, 2, 0, 1, 0, 0]
+    assert (tmp_path / "plots" / "modality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_clips_by_fact_kind_counts_and_colours_by_layer(manifest, tmp_path):
+    figure = plots.plot_clips_by_fact_kind(manifest, FACT_LAYERS, save_as=tmp_path / "facts.png")
+    ax = figure.axes[0]
+    assert bar_count(ax) == 4
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["loudness", "event_count", "speaker_emotion", "genre"]
+    counts = plots.fact_kind_counts(manifest, FACT_LAYERS).set_index("fact_kind")["clips"].to_dict()
+    assert counts == {"loudness": 2, "event_count": 3, "speaker_emotion": 3, "genre": 1}
+    bar_colors = {tuple(np.round(bar.get_facecolor()[:3], 3)) for container in ax.containers for bar in container}
+    assert len(bar_colors) == 4  # one colour per MMAR layer
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(plots.LAYERS)
+    assert (tmp_path / "facts.png").exists()
+
+
+def test_clips_by_fact_kind_without_layers_and_when_empty(manifest):
+    assert bar_count(plots.plot_clips_by_fact_kind(manifest).axes[0]) == 4
+    assert bar_count(plots.plot_clips_by_fact_kind([]).axes[0]) == 0
+
+
+def test_durations_and_stage_overview(manifest, tmp_path):
+    ax = plots.plot_durations(manifest).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["sound", "music", "speech", "mix-sound-speech"]
+    figure = plots.plot_stage_overview(manifest, FACT_LAYERS, save_as=tmp_path / "overview.png")
+    assert len(figure.axes) == 3
+    assert (tmp_path / "overview.png").exists()
+
+
+def test_spectrogram_figure_draws_one_span_per_event(manifest, stage_dir, tmp_path):
+    record = manifest[0]
+    waveform, sample_rate = soundfile.read(stage_dir / record["audio_path"], dtype="float32")
+    figure = plots.spectrogram_figure(waveform, sample_rate, record["events"], title="snd1",
+                                      save_as=tmp_path / "spec.png")
+    ax = figure.axes[0]
+    assert ax.images[0].get_array().shape[0] == 64  # mel bins
+    assert len(ax.patches) == len(record["events"])
+    assert {t.get_text().strip() for t in ax.texts} == {e["label"] for e in record["events"]}
+    assert ax.get_xlim() == (0.0, 1.0)
+    assert (tmp_path / "spec.png").exists()
+    assert len(plots.spectrogram_figure(np.stack([waveform, waveform]), sample_rate).axes[0].patches) == 0
+
+
+# --- widgets -------------------------------------------------------------------------------------------------------
+
+def find_widgets(widget, kind) -> list:
+    found = [widget] if isinstance(widget, kind) else []
+    for child in getattr(widget, "children", ()):
+        found += find_widgets(child, kind)
+    return found
+
+
+def test_browser_filters_by_modality_and_layer(stage_dir):
+    browser = ClipBrowser(stage_dir)
+    assert isinstance(browser.widget, widgets.Box)
+    assert len(browser.filtered()) == len(CLIPS)
+    browser.modality_filter.value = "speech"
+    assert [r["clip_id"] for r in browser.filtered()] == ["spc1", "spc2"]
+    assert [value for _, value in browser.clip_selector.options] == ["spc1", "spc2"]
+    assert browser.current_clip_id == "spc1"
+    browser.layer_filter.value = "Signal"
+    assert [r["clip_id"] for r in browser.filtered()] == ["spc2"]
+    assert browser.current_clip_id == "spc2"
+    browser.modality_filter.value = ALL
+    assert [r["clip_id"] for r in browser.filtered()] == ["snd1", "spc2"]
+
+
+def test_browser_builds_player_spectrogram_and_metadata(stage_dir):
+    browser = ClipBrowser(stage_dir).show("mix1")
+    assert browser.current_clip_id == "mix1" and browser.clip_selector.value == "mix1"
+    audio = find_widgets(browser.clip_panel, widgets.Audio)
+    assert len(audio) == 1 and audio[0].autoplay is False and audio[0].value[:4] == b"RIFF"
+    image = find_widgets(browser.clip_panel, widgets.Image)
+    assert len(image) == 1 and image[0].value[:4] == b"\x89PNG"
+    text = browser.panel_text()
+    assert "a mix-sound-speech clip (mix1)" in text and "speaker_emotion" in text and "tone" in text
+    assert "text/plain" in browser._repr_mimebundle_()
+
+
+def test_show_clears_filters_that_hide_the_clip(stage_dir):
+    browser = ClipBrowser(stage_dir)
+    browser.modality_filter.value = "music"
+    browser.show("spc1")
+    assert browser.modality_filter.value == ALL and browser.current_clip_id == "spc1"
+    with pytest.raises(KeyError, match="nope"):
+        browser.show("nope")
+
+
+def test_browser_reports_empty_filter(stage_dir):
+    browser = ClipBrowser(stage_dir)
+    browser.modality_filter.value = "mix-sound-music-speech"
+    assert browser.filtered() == [] and browser.current_clip_id is None
+    assert "No clips match modality=mix-sound-music-speech" in browser.panel_text()
+    assert not find_widgets(browser.clip_panel, widgets.Audio)
+    browser.modality_filter.value = ALL
+    assert browser.current_clip_id == "snd1"
+
+
+def test_browser_reports_missing_wav(stage_dir):
+    missing = stage_dir / "audio" / "spc1.wav"
+    missing.unlink()
+    browser = ClipBrowser(stage_dir).show("spc1")
+    assert f"audio file missing: {missing}" in browser.panel_text()
+    assert not find_widgets(browser.clip_panel, widgets.Audio)
+    assert not find_widgets(browser.clip_panel, widgets.Image)
+
+
+def test_browser_accepts_a_manifest_and_names_a_missing_one(manifest, tmp_path):
+    assert len(ClipBrowser(tmp_path, manifest=manifest[:2]).filtered()) == 2
+    with pytest.raises(FileNotFoundError, match="manifest.jsonl not found"):
+        ClipBrowser(tmp_path / "nowhere")
+
+
+def test_listen_returns_n_players(stage_dir):
+    strip = listen(stage_dir, n=3)
+    assert isinstance(strip, widgets.VBox)
+    assert len(find_widgets(strip, widgets.Audio)) == 3
+    text = " ".join(w.value for w in find_widgets(strip, widgets.HTML))
+    assert "sound" in text and "music" in text and "speech" in text  # spread over modalities
+    assert len(find_widgets(listen(stage_dir, clip_ids=["mus1"]), widgets.Audio)) == 1
+
+
+# --- diagram -------------------------------------------------------------------------------------------------------
+
+def test_pipeline_svg_parses_and_names_every_stage():
+    root = ET.parse(REPO_ROOT / "docs" / "pipeline.svg").getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    text = " ".join(t for element in root.iter() for t in [element.text or ""])
+    for phrase in ["Data collection", "QA construction", "CoT generation", "Quality verification", "Annotator",
+                   "Thinker", "Auditor", "LoRA", "MMAR", "CRS", "01", "02", "03", "04", "05", "06", "07"]:
+        assert phrase in text, phrase
