@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import matplotlib
 import matplotlib.colors
 import numpy as np
 import pandas as pd
@@ -32,8 +33,18 @@ LAYERS = tuple(LAYERS)
 UNMAPPED_LAYER = "unmapped"  # fact kinds that `fact_layers` does not name
 LAYER_COLORS = {**dict(zip(LAYERS, sns.color_palette("colorblind", len(LAYERS)).as_hex())),
                 UNMAPPED_LAYER: "#9e9e9e"}
-MODALITY_COLOR = sns.color_palette("colorblind")[0]
+BAR_COLOR = sns.color_palette("colorblind")[0]
 DPI = 120
+
+
+def _enable_notebook_display() -> None:
+    """Let a notebook render our pyplot-free Figures as PNG. The inline backend registers IPython's Figure
+    formatter when its module is imported, which only pyplot figure creation would otherwise trigger."""
+    if "matplotlib_inline" in matplotlib.get_backend():
+        import matplotlib_inline.backend_inline  # noqa: F401  (imported for its side effect)
+
+
+_enable_notebook_display()
 
 
 def use_theme() -> None:
@@ -82,7 +93,7 @@ def plot_clips_by_modality(manifest, save_as: str | Path | None = None, *, ax: A
     counts = Counter(r["modality"] for r in records)
     order = modality_order(counts)
     figure, ax = _new_axes(ax, (7.5, 4))
-    sns.barplot(x=order, y=[counts.get(m, 0) for m in order], order=order, color=MODALITY_COLOR, ax=ax)
+    sns.barplot(x=order, y=[counts.get(m, 0) for m in order], order=order, color=BAR_COLOR, ax=ax)
     _label_bars(ax, "y")
     ax.set(xlabel="modality", ylabel="clips", title=f"Clips by modality (n={len(records)})")
     ax.tick_params(axis="x", labelrotation=30)
@@ -91,10 +102,11 @@ def plot_clips_by_modality(manifest, save_as: str | Path | None = None, *, ax: A
     return _finish(figure, save_as)
 
 
-def fact_kind_counts(manifest, fact_layers: Mapping[str, str] | None = None) -> pd.DataFrame:
+def fact_kind_counts(manifest, fact_layers: Mapping[str, object] | None = None) -> pd.DataFrame:
     """Clips carrying each fact kind, with the kind's MMAR layer; sorted by layer, then by count."""
     counts = Counter(kind for r in _records(manifest) for kind in (r.get("facts") or {}))
-    fact_layers = fact_layers or {}
+    # values may be layer names or objects with a `.layer` (cogito_lib.world.facts.FACT_KINDS works as is)
+    fact_layers = {kind: getattr(layer, "layer", layer) for kind, layer in (fact_layers or {}).items()}
     table = pd.DataFrame({"fact_kind": list(counts), "clips": list(counts.values())}, columns=["fact_kind", "clips"])
     table["layer"] = [fact_layers.get(kind, UNMAPPED_LAYER) for kind in table["fact_kind"]]
     layer_rank = {layer: rank for rank, layer in enumerate([*LAYERS, UNMAPPED_LAYER])}
@@ -103,7 +115,7 @@ def fact_kind_counts(manifest, fact_layers: Mapping[str, str] | None = None) -> 
     return table.drop(columns="layer_rank").reset_index(drop=True)
 
 
-def plot_clips_by_fact_kind(manifest, fact_layers: Mapping[str, str] | None = None,
+def plot_clips_by_fact_kind(manifest, fact_layers: Mapping[str, object] | None = None,
                             save_as: str | Path | None = None, *, ax: Axes | None = None) -> Figure:
     """Horizontal bars: clips carrying each fact kind, coloured by MMAR layer when `fact_layers` maps kind -> layer."""
     table = fact_kind_counts(manifest, fact_layers)
@@ -117,7 +129,7 @@ def plot_clips_by_fact_kind(manifest, fact_layers: Mapping[str, str] | None = No
                     dodge=False, ax=ax)
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="MMAR layer", frameon=False)
     else:
-        sns.barplot(data=table, x="clips", y="fact_kind", color=MODALITY_COLOR, ax=ax)
+        sns.barplot(data=table, x="clips", y="fact_kind", color=BAR_COLOR, ax=ax)
     _label_bars(ax, "x")
     ax.set(xlabel="clips carrying the fact", ylabel="fact kind", title="Clips by fact kind")
     return _finish(figure, save_as)
@@ -134,13 +146,13 @@ def plot_durations(manifest, save_as: str | Path | None = None, *, ax: Axes | No
         with warnings.catch_warnings():  # seaborn 0.13.2 passes matplotlib 3.11's deprecated `vert`; harmless here
             warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
             sns.boxplot(data=table, x="duration_s", y="modality", order=order, color="#dddddd", fliersize=0, ax=ax)
-        sns.stripplot(data=table, x="duration_s", y="modality", order=order, color=MODALITY_COLOR, size=4,
+        sns.stripplot(data=table, x="duration_s", y="modality", order=order, color=BAR_COLOR, size=4,
                       alpha=0.7, ax=ax)
     ax.set(xlabel="duration (s)", ylabel="modality", title="Clip durations")
     return _finish(figure, save_as)
 
 
-def plot_stage_overview(manifest, fact_layers: Mapping[str, str] | None = None,
+def plot_stage_overview(manifest, fact_layers: Mapping[str, object] | None = None,
                         save_as: str | Path | None = None) -> Figure:
     """One figure with the three manifest panels: clips by modality, by fact kind, durations."""
     use_theme()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 
@@ -15,7 +16,7 @@ import pytest  # noqa: E402
 import soundfile  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from cogito_lib.io import write_jsonl  # noqa: E402
+from cogito_lib.io import read_jsonl, write_jsonl  # noqa: E402
 from cogito_lib import plots  # noqa: E402
 from cogito_lib.widgets import ALL, ClipBrowser, listen  # noqa: E402
 
@@ -59,8 +60,6 @@ def stage_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def manifest(stage_dir: Path) -> list[dict]:
-    from cogito_lib.io import read_jsonl
-
     return read_jsonl(stage_dir / "manifest.jsonl")
 
 
@@ -93,6 +92,11 @@ def test_clips_by_fact_kind_counts_and_colours_by_layer(manifest, tmp_path):
     assert len(bar_colors) == 4  # one colour per MMAR layer
     assert [t.get_text() for t in ax.get_legend().get_texts()] == list(plots.LAYERS)
     assert (tmp_path / "facts.png").exists()
+
+
+def test_fact_layers_may_hold_objects_with_a_layer(manifest):
+    fact_kinds = {kind: SimpleNamespace(layer=layer) for kind, layer in FACT_LAYERS.items()}  # like world's FACT_KINDS
+    assert plots.fact_kind_counts(manifest, fact_kinds)["layer"].tolist() == list(plots.LAYERS)
 
 
 def test_clips_by_fact_kind_without_layers_and_when_empty(manifest):

@@ -1,0 +1,84 @@
+"""`python -m cogito_lib.mmar {score,validate-submission,rubrics}`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ..io import write_json
+from .meta import load_meta
+from .rubrics import score_rubrics
+from .scoring import format_table, read_predictions, score_predictions
+from .submission import validate_submission
+
+
+def _load_items(meta: str, *, require_rubrics: bool = False) -> list[dict]:
+    load = load_meta(meta, check_audio=False, require_rubrics=require_rubrics)
+    for problem in load.problems:
+        print(f"warning: {meta}: {problem}", file=sys.stderr)
+    return load.items
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    items = _load_items(args.meta)
+    scores = score_predictions(items, read_predictions(args.predictions))
+    print(format_table(scores))
+    if args.out:
+        write_json(args.out, scores)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    items = _load_items(args.meta)
+    problems = validate_submission(items, args.predictions)
+    for problem in problems:
+        print(f"{args.predictions}: {problem}")
+    if problems:
+        print(f"{len(problems)} problem(s): the submission is not valid", file=sys.stderr)
+        return 1
+    print(f"OK: {args.predictions} is a valid submission for {len(items)} items")
+    return 0
+
+
+def _cmd_rubrics(args: argparse.Namespace) -> int:
+    from ..judges import OpenAIRubricJudge
+    items = _load_items(args.meta, require_rubrics=True)
+    judge = OpenAIRubricJudge(model=args.model, base_url=args.base_url, cache_dir=args.cache_dir,
+                              requests_per_minute=args.rpm)
+    result = score_rubrics(items, read_predictions(args.predictions), judge, runs=args.runs, progress=args.progress)
+    print(format_table(result, value="rubrics"))
+    if args.out:
+        write_json(args.out, result)
+        print(f"wrote {args.out}")
+    return 0 if result["complete"] else 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cogito_lib.mmar",
+        description="MMAR evaluation: official accuracy, challenge submissions, MMAR-Rubrics/CRS.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("score", help="accuracy by the official rule, with breakdowns")
+    p.add_argument("--meta", required=True, help="MMAR-meta.jsonl (or MMAR-synth meta)")
+    p.add_argument("--predictions", required=True, help="JSONL of {id, thinking_prediction, answer_prediction}")
+    p.add_argument("--out", help="write the scores JSON here")
+    p.set_defaults(func=_cmd_score)
+    p = sub.add_parser("validate-submission", help="check a challenge submission file")
+    p.add_argument("--meta", required=True)
+    p.add_argument("--predictions", required=True)
+    p.set_defaults(func=_cmd_validate)
+    p = sub.add_parser("rubrics", help="MMAR-Rubrics and CRS with an OpenAI-compatible judge (needs a key)")
+    p.add_argument("--meta", required=True)
+    p.add_argument("--predictions", required=True)
+    p.add_argument("--out")
+    p.add_argument("--runs", type=int, default=5, help="rater runs per item (highest and lowest dropped)")
+    p.add_argument("--model", default="gpt-4o-2024-11-20")
+    p.add_argument("--base-url", default=None, help="default: $OPENAI_BASE_URL or the OpenAI API")
+    p.add_argument("--cache-dir", default=None, help="judge response cache (a rerun costs nothing)")
+    p.add_argument("--rpm", type=float, default=60.0, help="requests per minute")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.set_defaults(func=_cmd_rubrics)
+    args = parser.parse_args(argv)
+    return args.func(args)
+

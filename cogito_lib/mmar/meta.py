@@ -1,0 +1,168 @@
+"""Loader and validator for the official MMAR-meta.jsonl (and MMAR-synth, same format)."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .rule import CATEGORIES, MODALITIES, RUBRIC_SIZE
+
+# key -> allowed types (None means JSON null is allowed)
+_META_FIELDS: dict[str, tuple[type, ...]] = {
+    "id": (str,), "audio_path": (str,), "question": (str,), "choices": (list,), "answer": (str,),
+    "modality": (str,), "category": (str,), "sub-category": (str,),
+    "language": (str, type(None)), "source": (str, type(None)), "url": (str, type(None)),
+    "timestamp": (str, type(None)),
+}
+_RUBRICS_FIELDS: dict[str, tuple[type, ...]] = {"thinking": (str,), "cue": (list,), "rubric": (list,)}
+_RUBRIC_ITEM_TEXT = ("name", "scoring_point", "note")
+
+
+@dataclass
+class MetaProblem:
+    """One thing wrong with a meta file: where (line, id), what kind, and a readable message."""
+    kind: str                    # "json", "schema", "duplicate_id", "missing_audio"
+    message: str
+    line: int | None = None
+    id: str | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line is not None else ""
+        if self.id is not None:
+            where = f"{where} id={self.id}".strip()
+        return f"{where}: {self.message}" if where else self.message
+
+
+@dataclass
+class MetaLoad:
+    """What `load_meta` found: the valid items (rows with a schema problem are left out) and every problem."""
+    items: list[dict]
+    problems: list[MetaProblem] = field(default_factory=list)
+    path: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def by_id(self) -> dict[str, dict]:
+        return {item["id"]: item for item in self.items}
+
+    def raise_if_problems(self) -> "MetaLoad":
+        if self.problems:
+            listing = "\n  ".join(str(p) for p in self.problems)
+            raise MetaError(f"{self.path}: {len(self.problems)} problem(s); fix these rows or the audio folder:"
+                            f"\n  {listing}")
+        return self
+
+
+class MetaError(ValueError):
+    """Raised by strict loading; its message lists every problem found."""
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
+
+
+def validate_row(row: Any, *, require_rubrics: bool = False) -> list[str]:
+    """Schema problems of one MMAR-meta row (empty list = valid)."""
+    if not isinstance(row, dict):
+        return [f"row is a JSON {type(row).__name__}, expected an object"]
+    errors: list[str] = []
+    fields = dict(_META_FIELDS)
+    if require_rubrics or any(k in row for k in _RUBRICS_FIELDS):
+        fields.update(_RUBRICS_FIELDS)   # rubric fields are optional, but all-or-nothing and well-typed
+    for key, types in fields.items():
+        if key not in row:
+            errors.append(f"missing key {key!r}")
+        elif not isinstance(row[key], types) or isinstance(row[key], bool):
+            errors.append(f"{key!r} must be {_type_names(types)}, got {type(row[key]).__name__}")
+    if errors:
+        return errors
+    if not row["id"].strip():
+        errors.append("'id' is empty")
+    choices = row["choices"]
+    if len(choices) < 2 or not all(isinstance(c, str) for c in choices):
+        errors.append("'choices' must be a list of at least 2 strings")
+    elif len(set(choices)) != len(choices):
+        errors.append(f"'choices' has duplicates: {choices}")
+    elif row["answer"] not in choices:
+        errors.append(f"'answer' {row['answer']!r} is not one of the choices {choices}")
+    if row["modality"] not in MODALITIES:
+        errors.append(f"'modality' {row['modality']!r} is not one of {list(MODALITIES)}")
+    if row["category"] not in CATEGORIES:
+        errors.append(f"'category' {row['category']!r} is not one of {list(CATEGORIES)} (official spelling)")
+    if "rubric" in fields:
+        if not all(isinstance(c, str) for c in row["cue"]):
+            errors.append("'cue' must be a list of strings")
+        rubric = row["rubric"]
+        if len(rubric) != RUBRIC_SIZE:
+            errors.append(f"'rubric' has {len(rubric)} items, expected {RUBRIC_SIZE}")
+        for i, entry in enumerate(rubric):
+            if not isinstance(entry, dict):
+                errors.append(f"rubric[{i}] must be an object")
+                continue
+            for key in _RUBRIC_ITEM_TEXT:
+                if not isinstance(entry.get(key), str):
+                    errors.append(f"rubric[{i}].{key} must be a string")
+            scores = entry.get("choices")
+            if (not isinstance(scores, list) or not scores
+                    or not all(isinstance(s, int) and not isinstance(s, bool) for s in scores)):
+                errors.append(f"rubric[{i}].choices must be a non-empty list of integers, e.g. [0, 1]")
+    return errors
+
+
+def resolve_audio(item: Mapping, audio_root: str | os.PathLike) -> Path:
+    """Where an item's audio lives: `audio_path` (official form './audio/<id>.wav') under `audio_root`."""
+    path = Path(item["audio_path"])
+    return path if path.is_absolute() else Path(audio_root) / path
+
+
+def load_meta(meta_path: str | os.PathLike, audio_root: str | os.PathLike | None = None, check_audio: bool = True,
+              *, strict: bool = False, require_rubrics: bool = False) -> MetaLoad:
+    """Load and validate an MMAR-meta.jsonl (or a JSON list); report bad rows by line and missing audio by id.
+
+    `audio_root` defaults to the meta file's folder (the official layout: MMAR-meta.jsonl beside audio/).
+    Valid rows get `audio_file` (resolved path). Rows with schema problems are left out of `items`; rows whose
+    audio is missing stay in (text scoring still works) but are reported. `strict=True` raises one `MetaError`
+    listing every problem instead of returning them."""
+    meta_path = Path(meta_path)
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path} not found: download MMAR-meta.jsonl from ddlBoJack/MMAR "
+                                f"(or build MMAR-synth first)")
+    audio_root = Path(audio_root) if audio_root is not None else meta_path.parent
+    text = meta_path.read_text(encoding="utf-8")
+    rows: list[tuple[int | None, Any]] = []
+    problems: list[MetaProblem] = []
+    if meta_path.suffix == ".json":
+        data = json.loads(text)
+        rows = [(None, row) for row in (data if isinstance(data, list) else [data])]
+    else:
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((number, json.loads(line)))
+            except json.JSONDecodeError as err:
+                problems.append(MetaProblem("json", f"not valid JSON ({err.msg})", line=number))
+    items: list[dict] = []
+    seen: dict[str, int | None] = {}
+    for number, row in rows:
+        row_id = row.get("id") if isinstance(row, dict) and isinstance(row.get("id"), str) else None
+        errors = validate_row(row, require_rubrics=require_rubrics)
+        if errors:
+            problems.append(MetaProblem("schema", "; ".join(errors), line=number, id=row_id))
+            continue
+        if row_id in seen:
+            problems.append(MetaProblem("duplicate_id", f"duplicate id (first seen on line {seen[row_id]})",
+                                        line=number, id=row_id))
+            continue
+        seen[row_id] = number
+        item = dict(row)
+        item["audio_file"] = str(resolve_audio(row, audio_root))
+        if check_audio and not Path(item["audio_file"]).is_file():
+            problems.append(MetaProblem("missing_audio", f"audio file not found: {item['audio_file']}", id=row_id))
+        items.append(item)
+    result = MetaLoad(items=items, problems=problems, path=str(meta_path))
+    return result.raise_if_problems() if strict else result
