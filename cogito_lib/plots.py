@@ -21,14 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-try:
-    from cogito_lib.world import LAYERS, MODALITIES
-except ImportError:  # the world package is not importable yet; same constants as MMAR's
-    MODALITIES = ("sound", "music", "speech", "mix-sound-music", "mix-sound-speech", "mix-music-speech",
-                  "mix-sound-music-speech")
-    LAYERS = ("Signal", "Perception", "Semantic", "Cultural")
-MODALITIES = tuple(MODALITIES)
-LAYERS = tuple(LAYERS)
+from cogito_lib.world import LAYERS, MODALITIES
 
 UNMAPPED_LAYER = "unmapped"  # fact kinds that `fact_layers` does not name
 LAYER_COLORS = {**dict(zip(LAYERS, sns.color_palette("colorblind", len(LAYERS)).as_hex())),

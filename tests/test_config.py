@@ -72,3 +72,15 @@ def test_inconsistent_values_are_rejected():
 def test_run_dir_defaults_to_runs_profile(tmp_path):
     assert resolve_run_dir("mini").parts[-2:] == ("runs", "mini")
     assert resolve_run_dir("mini", str(tmp_path / "x")) == (tmp_path / "x").resolve()
+
+
+def test_notebook_setup_keeps_profile_values_for_sentinels(tmp_path):
+    from cogito_lib.notebook import setup_stage
+
+    profile, run_dir, stage_dir = setup_stage("tiny", str(tmp_path), "02-x", {
+        "collect.num_clips": -1, "collect.seed": 5, "world.tts_engine": ""})
+    assert profile.collect.num_clips == load_profile("tiny").collect.num_clips
+    assert profile.collect.seed == 5 and profile.world.tts_engine == "espeak-ng"
+    assert stage_dir == tmp_path / "02-x" and stage_dir.is_dir()
+    with pytest.raises(ConfigError, match="collect.workers must be"):
+        setup_stage("tiny", str(tmp_path), "02-x", {"collect.workers": "two"})

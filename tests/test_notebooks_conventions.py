@@ -54,6 +54,8 @@ def test_exactly_one_parameters_cell_of_flat_typed_literals_with_comments(path):
     for line in source.splitlines():
         if line.strip():
             assert re.search(r"\S\s+#\s*\S", line), f"{path.name}: parameter without a comment: {line}"
+            assert line.count("=") == 1, f"{path.name}: papermill cannot parse a second '=' in: {line}"
+            assert "|" not in line.split("#")[0], f"{path.name}: papermill cannot parse union types: {line}"
     assert names[:2] == ["PROFILE", "RUN_DIR"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-LAYERS = ("Signal", "Perception", "Semantic", "Cultural")
+from ..mmar.rule import LAYERS  # MMAR's four layers, one definition for the whole kit
 
 
 class FactKind(NamedTuple):
@@ -44,6 +44,5 @@ FACT_KINDS: dict[str, FactKind] = {kind.name: kind for kind in _KINDS}
 
 
 def layers_of(facts: dict) -> list[str]:
-    """The MMAR layers that a clip's facts cover, in LAYERS order."""
-    covered = {FACT_KINDS[name].layer for name in facts}
-    return [layer for layer in LAYERS if layer in covered]
+    """The MMAR layers that a clip's facts cover, sorted by name."""
+    return sorted({FACT_KINDS[name].layer for name in facts})

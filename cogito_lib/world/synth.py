@@ -225,22 +225,35 @@ def alarm_clock(duration_s: float, sample_rate: int) -> np.ndarray:
     return tone * gate * envelope(n, sample_rate, 0.005, 0.02)
 
 
-def knock(sample_rate: int, rng: np.random.Generator, num_knocks: int = 3) -> np.ndarray:
-    """Knocking on a door: a few short, dull thumps ~0.15 s apart."""
-    spacing = seconds(rng.uniform(0.13, 0.17), sample_rate)
-    hit_n = seconds(0.06, sample_rate)
-    out = np.zeros(spacing * (num_knocks - 1) + hit_n)
-    for k in range(num_knocks):
-        hit = band_noise(hit_n, sample_rate, rng, 80, 900, tilt=1.0)
-        hit = hit / (np.std(hit) + 1e-9) + additive(140, hit_n / sample_rate, sample_rate, decay_per_s=10)
-        out[k * spacing:k * spacing + hit_n] += hit * envelope(hit_n, sample_rate, 0.001, 0.02, 50)
+def _hits(duration_s: float, sample_rate: int, spacing_s: float, hit_s: float, make_hit) -> np.ndarray:
+    """Repeated short hits filling `duration_s`, about `spacing_s` apart (knocks, claps)."""
+    n = seconds(duration_s, sample_rate)
+    hit_n = min(n, seconds(hit_s, sample_rate))
+    num_hits = max(2, int(round((duration_s - hit_s) / spacing_s)) + 1)
+    out = np.zeros(n)
+    for start in np.linspace(0, n - hit_n, num_hits).astype(int):
+        out[start:start + hit_n] += make_hit(hit_n) * envelope(hit_n, sample_rate, 0.001, 0.01, 50)
     return out
 
 
-def doorbell(sample_rate: int) -> np.ndarray:
-    """Ding-dong: two bell tones a major third apart."""
-    ding = fm(659.3, 0.45, sample_rate, ratio=3.5, index=1.5, decay_per_s=4)
-    dong = fm(523.3, 0.55, sample_rate, ratio=3.5, index=1.5, decay_per_s=4)
+def knock(duration_s: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Knocking on a door: dull thumps ~0.15 s apart."""
+    def hit(n):
+        thump = band_noise(n, sample_rate, rng, 80, 900, tilt=1.0)
+        return thump / (np.std(thump) + 1e-9) + additive(140, n / sample_rate, sample_rate, decay_per_s=10)
+    return _hits(duration_s, sample_rate, 0.15, 0.06, hit)
+
+
+def clapping(duration_s: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Hand claps: sharp band-passed noise bursts ~0.18 s apart."""
+    return _hits(duration_s, sample_rate, 0.18, 0.05, lambda n: band_noise(n, sample_rate, rng, 900, 5000))
+
+
+def doorbell(duration_s: float, sample_rate: int) -> np.ndarray:
+    """Ding-dong: two FM bell tones a major third apart."""
+    half = duration_s / 2
+    ding = fm(659.3, half, sample_rate, ratio=3.5, index=1.5, decay_per_s=4)
+    dong = fm(523.3, duration_s - half, sample_rate, ratio=3.5, index=1.5, decay_per_s=4)
     return np.concatenate([ding, dong])
 
 
@@ -255,17 +268,6 @@ def whistle(duration_s: float, sample_rate: int, rng: np.random.Generator) -> np
     tone = additive(3000, duration_s, sample_rate, vibrato_hz=30, vibrato_depth=0.03)
     breath = band_noise(len(tone), sample_rate, rng, 2500, 4000)
     return tone + 0.2 * breath / (np.std(breath) + 1e-9) * envelope(len(tone), sample_rate)
-
-
-def clapping(sample_rate: int, rng: np.random.Generator, num_claps: int = 4) -> np.ndarray:
-    """Hand claps: sharp band-passed noise bursts ~0.18 s apart."""
-    spacing = seconds(rng.uniform(0.16, 0.2), sample_rate)
-    hit_n = seconds(0.05, sample_rate)
-    out = np.zeros(spacing * (num_claps - 1) + hit_n)
-    for k in range(num_claps):
-        hit = band_noise(hit_n, sample_rate, rng, 900, 5000)
-        out[k * spacing:k * spacing + hit_n] += hit * envelope(hit_n, sample_rate, 0.001, 0.01, 70)
-    return out
 
 
 # --- background beds -----------------------------------------------------------------------------------------

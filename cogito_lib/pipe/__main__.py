@@ -1,0 +1,79 @@
+"""Command line for Cogito-pipe stages: `python -m cogito_lib.pipe <stage> --profile P --run-dir D [...]`.
+
+Each stage is a subcommand registered in STAGES; a profile error prints one line and exits 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+from cogito_lib.config import PROFILES, ConfigError, Profile, load_profile, resolve_run_dir
+
+
+def _parse_override(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE read as JSON when it parses (numbers, true/false, null), else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ConfigError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _run_collect(profile: Profile, args: argparse.Namespace) -> dict:
+    from cogito_lib.world import collect
+
+    return collect(profile, resolve_run_dir(profile, args.run_dir), split=args.split, out_subdir=args.out_subdir,
+                   progress=not args.no_progress)
+
+
+def _add_collect(parser: argparse.ArgumentParser) -> dict[str, str]:
+    parser.add_argument("--num-clips", type=int, help="clips to make (collect.num_clips)")
+    parser.add_argument("--workers", type=int, help="worker processes, 0 = all cores (collect.workers)")
+    parser.add_argument("--seed", type=int, help="world seed (collect.seed)")
+    parser.add_argument("--split", default="curation", help="world split name: curation, pretrain, heldout")
+    parser.add_argument("--out-subdir", default="02-data-collection", help="stage folder inside the run dir")
+    return {"num_clips": "collect.num_clips", "workers": "collect.workers", "seed": "collect.seed"}
+
+
+# stage name -> (help, add arguments (returns option -> profile key), run)
+STAGES: dict[str, tuple[str, Callable, Callable]] = {
+    "collect": ("stage 1: synthesise world clips with metadata (02-data-collection)", _add_collect, _run_collect),
+}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
+    parser = argparse.ArgumentParser(prog="python -m cogito_lib.pipe", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="{" + ",".join(STAGES) + "}")
+    option_keys = {}
+    for name, (help_text, add_arguments, _) in STAGES.items():
+        stage = sub.add_parser(name, help=help_text, description=help_text)
+        stage.add_argument("--profile", default="mini", help=f"one of {', '.join(PROFILES)} (default mini)")
+        stage.add_argument("--run-dir", help="run folder (default runs/<profile>)")
+        stage.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                           help="override a profile value, e.g. world.max_duration_s=3 (repeatable)")
+        stage.add_argument("--no-progress", action="store_true", help="no progress bar")
+        option_keys[name] = add_arguments(stage)
+    return parser, option_keys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, option_keys = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        overrides = dict(_parse_override(item) for item in args.set)
+        overrides.update({key: getattr(args, option) for option, key in option_keys[args.stage].items()})
+        profile = load_profile(args.profile, overrides)
+        stats = STAGES[args.stage][2](profile, args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(stats, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Every stage notebook, executed top to bottom by the runner under the `tiny` profile (papermill)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from cogito_lib import run as runner
+from cogito_lib.config import load_profile
+from cogito_lib.metrics import load_run_metrics
+
+pytestmark = pytest.mark.notebooks
+TINY = load_profile("tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("tiny-run")
+    results = runner.run("tiny", run_dir, progress=False)
+    return run_dir, results
+
+
+def test_every_notebook_runs_and_records_its_wall_time(tiny_run):
+    run_dir, results = tiny_run
+    stages = [p.stem for p in runner.discover_notebooks()]
+    assert [r.stage for r in results] == stages
+    metrics = load_run_metrics(run_dir)
+    for stage in stages:
+        assert metrics["notebooks"][stage]["status"] == "ok"
+        assert metrics["notebooks"][stage]["wall_s"] > 0
+        assert stage in metrics["stages"], f"{stage} did not record metrics"
+        executed = json.loads((run_dir / f"{stage}.ipynb").read_text())
+        errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors
+
+
+def test_setup_tour_checks_pass_and_clips_are_audible(tiny_run):
+    run_dir, _ = tiny_run
+    tour = load_run_metrics(run_dir)["stages"]["00-setup-and-tour"]
+    assert tour["checks_missing"] == []
+    assert tour["tour_clips"] == 7 and tour["tour_failed"] == 0
+
+
+def test_data_collection_records_the_pool(tiny_run):
+    run_dir, _ = tiny_run
+    stats = load_run_metrics(run_dir)["stages"]["02-data-collection"]
+    assert stats["num_clips"] + stats["num_failed"] == TINY.collect.num_clips
+    assert stats["num_failed"] == 0
+    assert len(stats["clips_by_modality"]) == 7
+    assert set(stats["clips_by_layer"]) == {"Signal", "Perception", "Semantic", "Cultural"}
+    stage_dir = run_dir / "02-data-collection"
+    manifest = [json.loads(line) for line in (stage_dir / "manifest.jsonl").read_text().splitlines()]
+    assert len(manifest) == stats["num_clips"]
+    assert all((stage_dir / clip["audio_path"]).exists() for clip in manifest)
+    for figure in ("clips_by_modality", "clips_by_fact_kind", "durations", "example_spectrogram"):
+        assert (stage_dir / "figures" / f"{figure}.png").stat().st_size > 1000
