@@ -288,3 +288,90 @@ class OpenAIRubricJudge:
             return scores
         raise JudgeError(f"item {item.get('id')} run {run}: malformed judge reply after "
                          f"{self.parse_retries + 1} tries ({problem})")
+
+
+# --- the miniature's metadata judge ---------------------------------------------------------------------------
+
+class Verdict:
+    """A judge's decision on one reasoning trace: `ok`, and the reasons when not."""
+
+    __slots__ = ("ok", "reasons")
+
+    def __init__(self, reasons: list[str]):
+        self.reasons = reasons
+        self.ok = not reasons
+
+    def __repr__(self) -> str:
+        return "Verdict(ok)" if self.ok else f"Verdict({'; '.join(self.reasons)})"
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^\w\s]", "", text.lower()).strip()
+
+
+class MetadataJudge:
+    """Checks a trace's claims against the clip's ground truth (offline, deterministic).
+
+    A trace passes when its listing names every event correctly and in order, every gold step of the question
+    is stated with its true value, any other step is a true fact about the clip, and it ends by stating the
+    answer it gives. It is both the auditor's judge (`verify`) and MMAR-synth's rubric judge (`score`).
+    """
+
+    def verify(self, question: Mapping, thinking: str, answer_prediction: str,
+               clip: Mapping | None = None) -> Verdict:
+        from .tasks import clip_truths, parse_reasoning
+
+        parsed = parse_reasoning(thinking or "")
+        reasons = []
+        gold_listing = list(question["listing"])
+        if parsed.listing is None:
+            reasons.append("no listing of the events")
+        elif parsed.listing != gold_listing:
+            if len(parsed.listing) != len(gold_listing):
+                reasons.append(f"listing has {len(parsed.listing)} events, the clip has {len(gold_listing)}")
+            else:
+                wrong = [f"'{got}' should be '{want}'" for got, want in zip(parsed.listing, gold_listing)
+                         if got != want]
+                reasons.append("listing wrong: " + ", ".join(wrong))
+        gold_steps = {key: value for key, value in question["steps"]}
+        stated = {}
+        for key, value in parsed.steps:
+            stated.setdefault(key, value)
+        for key, value in gold_steps.items():
+            if key not in stated:
+                reasons.append(f"skipped step '{key}'")
+            elif stated[key] != value:
+                reasons.append(f"false step '{key}: {stated[key]}' (true: {value})")
+        truths = clip_truths(dict(clip)) if clip is not None else {}
+        for key, value in stated.items():
+            if key in gold_steps:
+                continue
+            if key not in truths:
+                reasons.append(f"unsupported step '{key}'")
+            elif truths[key] != value:
+                reasons.append(f"false step '{key}: {value}' (true: {truths[key]})")
+        if parsed.other_lines:
+            reasons.append(f"{len(parsed.other_lines)} line(s) that are not reasoning steps")
+        if parsed.conclusion is None:
+            reasons.append("no conclusion")
+        elif _norm(parsed.conclusion) != _norm(answer_prediction or ""):
+            reasons.append(f"conclusion '{parsed.conclusion}' does not match the answer '{answer_prediction}'")
+        return Verdict(reasons)
+
+    def score(self, item: Mapping, thinking_prediction: str, answer_prediction: str, run: int = 0) -> list[int]:
+        """MMAR-Rubrics for a miniature item: one 0/1 per rubric item (deterministic: every run agrees)."""
+        from .tasks import parse_reasoning
+
+        parsed = parse_reasoning(thinking_prediction or "")
+        gold_listing = list(item["listing"])
+        stated = dict(reversed(parsed.steps))  # the first statement of each key wins
+        first_key, first_value = item["steps"][0]
+        last_key, last_value = item["steps"][-1]
+        checks = {
+            "event count": parsed.listing is not None and len(parsed.listing) == len(gold_listing),
+            "event descriptions": parsed.listing == gold_listing,
+            "first step": stated.get(first_key) == first_value,
+            "deciding step": stated.get(last_key) == last_value,
+            "conclusion": parsed.conclusion is not None and _norm(parsed.conclusion) == _norm(answer_prediction or ""),
+        }
+        return [int(checks[r["name"]]) for r in item["rubric"]]

@@ -1,0 +1,125 @@
+"""Questions, gold reasoning and the metadata judge, built from real world clips."""
+import numpy as np
+import pytest
+
+from cogito_lib import tasks
+from cogito_lib.config import load_profile
+from cogito_lib.judges import MetadataJudge
+from cogito_lib.mmar import is_correct
+from cogito_lib.world import generate_clip
+
+WORLD = load_profile("tiny").world
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("tts")
+    out = []
+    for index in range(42):
+        _, meta = generate_clip(WORLD, 5, index, "test", tts_cache=cache)
+        out.append(meta)
+    return out
+
+
+@pytest.fixture(scope="module")
+def questions(clips):
+    rng = np.random.default_rng(0)
+    out = []
+    for clip in clips:
+        for skill in tasks.SKILLS:
+            q = tasks.make_question(clip, skill, rng)
+            if q is not None:
+                q["rubric"] = tasks.rubric_for(q)
+                out.append((clip, q))
+    return out
+
+
+def test_both_tiers_and_many_skills_are_covered(questions):
+    skills = {q["skill"] for _, q in questions}
+    assert {tasks.SKILLS[s].tier for s in skills} == {"atomic", "composite"}
+    assert len(skills) >= 12
+
+
+def test_questions_are_mmar_shaped_and_the_answer_is_a_choice(questions):
+    for clip, q in questions:
+        assert q["answer"] in q["choices"] and len(set(q["choices"])) == len(q["choices"]) >= 2
+        assert all(type(c) is str for c in q["choices"])
+        assert q["category"].endswith(" Layer") and q["sub-category"]
+        assert q["modality"] == clip["modality"]
+        # the official matching rule accepts the answer and rejects every other choice
+        assert is_correct(q["answer"], q["answer"], q["choices"])
+        for other in q["choices"]:
+            if other != q["answer"] and not set(other.lower().split()) <= set(q["answer"].lower().split()):
+                assert not is_correct(other, q["answer"], q["choices"]), (q["question"], other)
+
+
+def test_question_ids_are_stable(clips):
+    a = tasks.make_question(clips[0], "count", np.random.default_rng(3))
+    b = tasks.make_question(clips[0], "count", np.random.default_rng(3))
+    assert a == b
+
+
+def test_count_distractors_are_off_by_one(clips):
+    clip = next(c for c in clips if "event_count" in c["facts"])
+    q = tasks.make_question(clip, "count", np.random.default_rng(0))
+    n = clip["facts"]["event_count"]
+    assert q["answer"] == str(n) and str(n + 1) in q["choices"]
+
+
+def test_gold_reasoning_parses_and_passes_the_judge(questions):
+    judge = MetadataJudge()
+    for clip, q in questions:
+        parsed = tasks.parse_reasoning(q["thinking"])
+        assert parsed.listing == q["listing"] == tasks.listing(clip)
+        assert parsed.conclusion == q["answer"]
+        verdict = judge.verify(q, q["thinking"], q["answer"], clip=clip)
+        assert verdict.ok, (q["skill"], verdict)
+        assert judge.score(q, q["thinking"], q["answer"]) == [1, 1, 1, 1, 1]
+
+
+def test_judge_rejects_hallucinations_skipped_steps_and_inconsistent_conclusions(questions):
+    judge = MetadataJudge()
+    clip, q = next((c, q) for c, q in questions if q["skill"] == "count_pitch" or q["skill"] == "count_loud")
+    listed, steps = q["listing"], [tuple(s) for s in q["steps"]]
+    # a missing event in the listing
+    short = tasks.reasoning_text(listed[:-1], steps, q["answer"])
+    assert "listing has" in "; ".join(judge.verify(q, short, q["answer"], clip).reasons)
+    # a wrong count
+    wrong = tasks.reasoning_text(listed, steps[:-1] + [("Count", "9")], "9")
+    assert any("false step 'Count: 9'" in r for r in judge.verify(q, wrong, "9", clip).reasons)
+    # the filtering step skipped
+    skipped = tasks.reasoning_text(listed, steps[1:], q["answer"])
+    assert any("skipped step" in r for r in judge.verify(q, skipped, q["answer"], clip).reasons)
+    # a conclusion that is not the answer given
+    assert any("does not match" in r for r in judge.verify(q, q["thinking"], "7", clip).reasons)
+    # an invented step that the metadata cannot support
+    extra = tasks.reasoning_text(listed, steps + [("Weather", "sunny")], q["answer"])
+    assert any("unsupported step 'Weather'" in r for r in judge.verify(q, extra, q["answer"], clip).reasons)
+    assert judge.score(q, short, q["answer"])[:2] == [0, 0]
+
+
+def test_true_extra_steps_are_accepted(questions):
+    judge = MetadataJudge()
+    clip, q = next((c, q) for c, q in questions if q["skill"] == "count_loud")
+    truths = tasks.clip_truths(clip)
+    extra = [(k, v) for k, v in truths.items() if k not in dict(q["steps"])][:1]
+    if not extra:
+        pytest.skip("clip has no extra truths")
+    text = tasks.reasoning_text(q["listing"], extra + [tuple(s) for s in q["steps"]], q["answer"])
+    assert judge.verify(q, text, q["answer"], clip).ok
+
+
+def test_parse_reasoning_tolerates_free_text():
+    parsed = tasks.parse_reasoning("hmm\nI hear: loud mid beep\nCount: 1\nSo the answer is 1.")
+    assert parsed.listing == ["loud mid beep"] and parsed.steps == [("Count", "1")]
+    assert parsed.conclusion == "1" and parsed.other_lines == ["hmm"]
+    assert tasks.parse_reasoning("").listing is None
+
+
+def test_questions_for_clip_draws_distinct_skills(clips):
+    rng = np.random.default_rng(1)
+    for clip in clips[:14]:
+        qs = tasks.questions_for_clip(clip, tasks.skills_of("atomic"), rng, max_questions=3)
+        assert 1 <= len(qs) <= 3 and len({q["skill"] for q in qs}) == len(qs)
+    with pytest.raises(ValueError, match="unknown tier"):
+        tasks.skills_of("hard")
