@@ -85,6 +85,26 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class BaseConfig:
+    """Notebook 01: the miniature's base model, pretrained here on the world's atomic skills."""
+
+    size: str = "mini"  # tiny-model preset: tiny, mini or small (cogito_lib.models.tiny.SIZES)
+    world_seed: int = 1001  # world seed of the pretraining split (disjoint from curation and evaluation)
+    num_clips: int = 2100  # pretraining clips
+    questions_per_clip: int = 2  # atomic questions per pretraining clip
+    steps: int = 400  # optimisation steps
+    batch_size: int = 16  # sequences per step
+    learning_rate: float = 3e-3  # AdamW peak learning rate (cosine decay after warm-up)
+    audio_lr_scale: float = 1.0  # the audio encoder's learning rate relative to the rest
+    warmup_steps: int = 20  # linear warm-up
+    check_seed: int = 1002  # world seed of the held-out check set
+    check_clips: int = 140  # clips in the check set
+    check_samples: int = 4  # K samples per check question for judge-pass@K
+    max_new_tokens: int = 96  # generation budget of the base's reasoning
+    threads: int = 0  # torch CPU threads; 0 = all cores
+
+
+@dataclass(frozen=True)
 class AnnotateConfig:
     """Stage 2 (QA construction)."""
 
@@ -154,6 +174,7 @@ class Profile:
     world: WorldConfig = field(default_factory=WorldConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
     models: ModelConfig = field(default_factory=ModelConfig)
+    base: BaseConfig = field(default_factory=BaseConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     think: ThinkConfig = field(default_factory=ThinkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -179,6 +200,8 @@ def _tiny() -> Profile:
         requires_gpu=False,
         world=WorldConfig(min_duration_s=1.5, max_duration_s=2.5, max_events=3),
         collect=CollectConfig(num_clips=14, seed=11, workers=2),
+        base=BaseConfig(size="tiny", num_clips=28, steps=6, batch_size=4, warmup_steps=1, check_clips=14,
+                        check_samples=2, max_new_tokens=48),
         annotate=AnnotateConfig(num_seed_questions=20),
         think=ThinkConfig(num_samples=2, max_new_tokens=48, batch_size=8),
         train=TrainConfig(batch_size=4, max_steps=4),
@@ -223,7 +246,7 @@ def _paper() -> Profile:
 
 
 _BUILDERS = {"tiny": _tiny, "mini": _mini, "paper": _paper}
-_SECTIONS = ("world", "collect", "models", "annotate", "think", "train", "eval", "datasets")
+_SECTIONS = ("world", "collect", "models", "base", "annotate", "think", "train", "eval", "datasets")
 # Values a field may take when it is a choice, checked on load and on override.
 CHOICES: dict[str, tuple[str, ...]] = {
     "collect.source": ("world", "datasets"),
@@ -233,6 +256,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "models.device": ("cpu", "cuda"),
     "eval.benchmark": ("mmar-synth", "mmar"),
     "world.tts_engine": ("espeak-ng",),
+    "base.size": ("tiny", "mini", "small"),
 }
 
 

@@ -10,24 +10,17 @@ written to the cache or put into a cache key; error messages have it scrubbed.
 """
 from __future__ import annotations
 
-import hashlib
-import http.client
 import json
 import os
 import re
-import threading
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
-from .io import atomic_write_text
+from .models.backends import (DEFAULT_BASE_URL, RETRY_STATUS, BackendError, MalformedResponseError,  # noqa: F401
+                              OpenAIChatClient, RateLimiter)
 
 DEFAULT_MODEL = "gpt-4o-2024-11-20"
 DEFAULT_SEED = 42
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-RETRY_STATUS = (408, 409, 418, 425, 429)   # plus every 5xx
 
 SYSTEM_PROMPT = (
     "You are an impartial, meticulous evaluator of reasoning. You judge a model's reasoning about an audio "
@@ -126,39 +119,24 @@ def parse_rubric_scores(text: str | None, rubric: Sequence[Mapping]) -> list[int
     return scores
 
 
-class RateLimiter:
-    """At most `requests_per_minute` requests, spaced evenly (thread-safe)."""
-
-    def __init__(self, requests_per_minute: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
-        self.interval = 60.0 / requests_per_minute if requests_per_minute and requests_per_minute > 0 else 0.0
-        self._clock, self._sleep = clock, sleep
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        with self._lock:
-            now = self._clock()
-            if now < self._next:
-                self._sleep(self._next - now)
-                now = self._clock()
-            self._next = now + self.interval
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
+def reply_content(response: Any) -> str:
+    """The first choice's message content of a chat-completions response ("" when null); ValueError if absent."""
+    try:
+        content = response["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError) as err:
+        raise ValueError(f"not a chat-completions response ({type(err).__name__}: {err})") from None
+    return content or ""
 
 
 class OpenAIRubricJudge:
-    """MMAR-Rubrics judge over an OpenAI-compatible `/chat/completions` endpoint (urllib, no SDK).
+    """MMAR-Rubrics judge over an OpenAI-compatible `/chat/completions` endpoint, built on `OpenAIChatClient`.
 
     Official settings by default (model gpt-4o-2024-11-20, temperature 0, seed 42 for every rater run; the
     official script sends the identical request 5 times). `vary_seed=True` sends seed 42 + run instead.
-    Retries with exponential backoff on 429/5xx/timeouts/connection errors; a malformed reply is re-asked up
-    to `parse_retries` times, then `JudgeError`. Valid replies are cached as JSON files under `cache_dir`,
-    keyed by a hash of model + messages + temperature + seed + run, so a rerun makes no request."""
+    The client does the transport: rate limiting to `requests_per_minute`, retries with exponential backoff on
+    429/5xx/timeouts/connection errors, re-asking a malformed reply up to `parse_retries` times (then
+    `JudgeError`), and caching valid replies as JSON files under `cache_dir`, keyed by a hash of base URL +
+    request body + run, so a rerun makes no request. Client errors are raised as `JudgeError`."""
 
     def __init__(self, model: str = DEFAULT_MODEL, base_url: str | None = None, *,
                  api_key_env: str = "OPENAI_API_KEY", cache_dir: str | os.PathLike | None = None,
@@ -166,24 +144,24 @@ class OpenAIRubricJudge:
                  requests_per_minute: float = 60.0, max_retries: int = 6, parse_retries: int = 2,
                  timeout: float = 120.0, backoff_base: float = 1.0, backoff_max: float = 60.0,
                  system_prompt: str = SYSTEM_PROMPT, sleep: Callable[[float], None] = time.sleep):
-        self.model = model
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        self.api_key_env = api_key_env
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.client = OpenAIChatClient(
+            model, base_url, api_key_env=api_key_env, cache_dir=cache_dir, max_retries=max_retries,
+            backoff_base=backoff_base, backoff_max=backoff_max, timeout=timeout,
+            requests_per_minute=requests_per_minute, parse_retries=parse_retries, sleep=sleep)
         self.temperature, self.seed, self.vary_seed = temperature, seed, vary_seed
-        self.max_retries, self.parse_retries, self.timeout = max_retries, parse_retries, timeout
-        self.backoff_base, self.backoff_max = backoff_base, backoff_max
         self.system_prompt = system_prompt
-        self._sleep = sleep
-        self._limiter = RateLimiter(requests_per_minute, sleep=sleep)
-        self.stats = {"requests": 0, "cache_hits": 0, "retries": 0, "parse_failures": 0}
+
+    # the client's settings, read through the judge
+    model = property(lambda self: self.client.model)
+    base_url = property(lambda self: self.client.base_url)
+    api_key_env = property(lambda self: self.client.api_key_env)
+    cache_dir = property(lambda self: self.client.cache_dir)
+    stats = property(lambda self: self.client.stats)   # requests, cache_hits, retries, parse_failures
 
     def __repr__(self) -> str:
         return (f"OpenAIRubricJudge(model={self.model!r}, base_url={self.base_url!r}, "
                 f"api_key_env={self.api_key_env!r}, seed={self.seed}, vary_seed={self.vary_seed}, "
                 f"cache_dir={str(self.cache_dir) if self.cache_dir else None!r})")
-
-    # -- pieces -------------------------------------------------------------------------------------------
 
     def messages(self, item: Mapping, thinking_prediction: str, answer_prediction: str) -> list[dict]:
         return [{"role": "system", "content": self.system_prompt},
@@ -193,101 +171,22 @@ class OpenAIRubricJudge:
         return self.seed + run if self.vary_seed else self.seed
 
     def cache_key(self, messages: list[dict], run: int) -> str:
-        material = json.dumps({"model": self.model, "messages": messages, "temperature": self.temperature,
-                               "seed": self.seed_for(run), "run": run}, sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(material.encode("utf-8")).hexdigest()
-
-    def _cache_path(self, key: str) -> Path | None:
-        return self.cache_dir / key[:2] / f"{key}.json" if self.cache_dir is not None else None
-
-    def _api_key(self) -> str:
-        key = os.environ.get(self.api_key_env, "")
-        if not key:
-            raise JudgeError(f"environment variable {self.api_key_env} is not set: export it to call "
-                             f"{self.base_url} (cached replies need no key)")
-        return key
-
-    def _scrub(self, text: str) -> str:
-        key = os.environ.get(self.api_key_env, "")
-        return text.replace(key, "***") if key else text
-
-    def _post(self, payload: dict) -> str:
-        """One HTTP request; returns the reply's message content or raises _Retryable / JudgeError."""
-        request = urllib.request.Request(
-            f"{self.base_url}/chat/completions", data=json.dumps(payload).encode("utf-8"), method="POST",
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._api_key()}"})
-        self._limiter.acquire()
-        self.stats["requests"] += 1
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = response.read().decode("utf-8", errors="replace")
-        except urllib.error.HTTPError as err:
-            detail = self._scrub(err.read().decode("utf-8", errors="replace")[:300])
-            if err.code in RETRY_STATUS or err.code >= 500:
-                retry_after = err.headers.get("Retry-After") if err.headers else None
-                try:
-                    wait = float(retry_after) if retry_after is not None else None
-                except ValueError:
-                    wait = None
-                raise _Retryable(f"HTTP {err.code}: {detail}", wait) from None
-            raise JudgeError(f"{self.base_url} returned HTTP {err.code}: {detail}") from None
-        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as err:
-            raise _Retryable(f"{type(err).__name__}: {self._scrub(str(err))}") from None
-        try:
-            return json.loads(body)["choices"][0]["message"]["content"] or ""
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-            return body   # not a chat-completions envelope: treat as a malformed reply (re-asked)
-
-    def _complete(self, payload: dict) -> str:
-        """Request with retries and exponential backoff on transient failures."""
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            try:
-                return self._post(payload)
-            except _Retryable as err:
-                last = str(err)
-                if attempt == self.max_retries:
-                    break
-                self.stats["retries"] += 1
-                wait = min(self.backoff_max, self.backoff_base * (2 ** attempt))
-                if err.retry_after is not None:
-                    wait = min(self.backoff_max, max(wait, err.retry_after))
-                self._sleep(wait)
-        raise JudgeError(f"{self.base_url}: gave up after {self.max_retries + 1} attempts ({last})")
-
-    # -- the judge -----------------------------------------------------------------------------------------
+        payload = self.client.payload(messages, temperature=self.temperature, seed=self.seed_for(run))
+        return self.client.cache_key(payload, {"run": run})
 
     def score(self, item: dict, thinking_prediction: str, answer_prediction: str, run: int) -> list[int]:
         rubric = item["rubric"]
-        messages = self.messages(item, thinking_prediction, answer_prediction)
-        key = self.cache_key(messages, run)
-        path = self._cache_path(key)
-        if path is not None and path.exists():
-            try:
-                cached = json.loads(path.read_text(encoding="utf-8"))
-                scores = parse_rubric_scores(cached["response"], rubric)
-                self.stats["cache_hits"] += 1
-                return scores
-            except (ValueError, KeyError, TypeError):
-                pass   # a stale or damaged entry: ask again and overwrite
-        payload = {"model": self.model, "messages": messages, "temperature": self.temperature,
-                   "seed": self.seed_for(run)}
-        problem = ""
-        for _ in range(self.parse_retries + 1):
-            reply = self._complete(payload)
-            try:
-                scores = parse_rubric_scores(reply, rubric)
-            except ValueError as err:
-                self.stats["parse_failures"] += 1
-                problem = str(err)
-                continue
-            if path is not None:
-                atomic_write_text(path, json.dumps(
-                    {"model": self.model, "seed": payload["seed"], "run": run, "item_id": item.get("id"),
-                     "response": reply, "scores": scores}, ensure_ascii=False, indent=1) + "\n")
-            return scores
-        raise JudgeError(f"item {item.get('id')} run {run}: malformed judge reply after "
-                         f"{self.parse_retries + 1} tries ({problem})")
+        try:
+            response = self.client.chat(
+                self.messages(item, thinking_prediction, answer_prediction), temperature=self.temperature,
+                seed=self.seed_for(run), cache_tag={"run": run},
+                check=lambda reply: parse_rubric_scores(reply_content(reply), rubric))
+        except MalformedResponseError as err:
+            raise JudgeError(f"item {item.get('id')} run {run}: malformed judge reply after {err.tries} tries "
+                             f"({err.problem})") from None
+        except BackendError as err:
+            raise JudgeError(str(err)) from None
+        return parse_rubric_scores(reply_content(response), rubric)
 
 
 # --- the miniature's metadata judge ---------------------------------------------------------------------------

@@ -210,3 +210,39 @@ def spectrogram_figure(waveform: np.ndarray, sample_rate: int, events: list[dict
                 bbox={"facecolor": color, "alpha": 0.8, "pad": 1.5, "edgecolor": "none"})
     ax.set(xlim=(0.0, duration_s), xlabel="time (s)", ylabel="mel bin", title=title)
     return _finish(figure, save_as)
+
+
+def plot_training_curve(logs, save_as: str | Path | None = None, *, title: str = "training loss",
+                        smooth: int = 10) -> Figure:
+    """Loss per step (raw and a running mean) beside the learning rate, from a trainer's log rows."""
+    frame = pd.DataFrame(_records(logs))
+    use_theme()
+    figure = Figure(figsize=(10, 3.4), layout="constrained")
+    loss_ax, lr_ax = figure.subplots(1, 2, width_ratios=[2, 1])
+    sns.lineplot(data=frame, x="step", y="loss", ax=loss_ax, alpha=0.35, label="loss")
+    frame["running mean"] = frame["loss"].rolling(max(1, smooth), min_periods=1).mean()
+    sns.lineplot(data=frame, x="step", y="running mean", ax=loss_ax, label=f"mean of {smooth} steps")
+    loss_ax.set(title=title, ylabel="cross-entropy (assistant tokens)")
+    sns.lineplot(data=frame, x="step", y="lr", ax=lr_ax, color="grey")
+    lr_ax.set(title="learning rate", ylabel="lr")
+    return _finish(figure, save_as)
+
+
+def plot_skill_scores(by_skill: Mapping[str, Mapping[str, float]], save_as: str | Path | None = None, *,
+                      metrics: tuple[str, ...] = ("pass@1", "judge_pass@1", "judge_pass@K"),
+                      title: str = "per-skill scores on the check set") -> Figure:
+    """Grouped bars per skill for each metric (percent), with chance marked per skill."""
+    rows = [{"skill": skill, "metric": metric, "percent": scores[metric]}
+            for skill, scores in by_skill.items() for metric in metrics]
+    frame = pd.DataFrame(rows)
+    figure, ax = _new_axes(None, (max(8.0, 0.55 * len(by_skill) * len(metrics) / 1.5), 4.2))
+    sns.barplot(data=frame, x="skill", y="percent", hue="metric", ax=ax)
+    for i, (skill, scores) in enumerate(by_skill.items()):
+        ax.hlines(scores["chance"], i - 0.4, i + 0.4, colors="black", linestyles="dashed", linewidth=1,
+                  label="chance" if i == 0 else None)
+    ax.set(title=title, ylim=(0, 100), xlabel="")
+    ax.tick_params(axis="x", rotation=45)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _finish(figure, save_as)

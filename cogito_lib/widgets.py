@@ -231,3 +231,25 @@ def listen(stage_dir: str | Path, clip_ids: list[str] | None = None, n: int = 3)
         audio_player(stage_dir, r),
     ]) for r in chosen]
     return widgets.VBox(rows or [_message(f"{Path(stage_dir) / MANIFEST_NAME} holds no clips.", color="#555555")])
+
+
+def reasoning_examples(rows: list[dict], n: int = 4) -> widgets.VBox:
+    """A few answered questions: audio player, question and choices, the model's reasoning and answer, verdict.
+
+    Each row needs `audio_file`, `question`, `choices`, `answer`, `thinking`, `answer_prediction`; `pass@1` and
+    `judge_pass@1` (0/1) are shown when present."""
+    boxes = []
+    for row in rows[:n]:
+        verdict = ""
+        if "pass@1" in row:
+            verdict = ("correct" if row["pass@1"] else "wrong") + (
+                ", reasoning accepted by the judge" if row.get("judge_pass@1") else ", reasoning rejected")
+        header = (f"<b>{html.escape(row['question'])}</b> choices: {html.escape(' | '.join(row['choices']))}"
+                  f" · gold: <b>{html.escape(row['answer'])}</b>")
+        reasoning = (f"<pre style='white-space:pre-wrap'>&lt;think&gt;\n{html.escape(row['thinking'])}\n&lt;/think&gt;"
+                     f"\n{html.escape(row['answer_prediction'])}</pre><i>{html.escape(verdict)}</i>")
+        wav = Path(row["audio_file"])
+        player = (widgets.Audio(value=wav.read_bytes(), format="wav", autoplay=False) if wav.is_file()
+                  else _message(f"audio file missing: {wav}"))
+        boxes.append(widgets.VBox([widgets.HTML(header), player, widgets.HTML(reasoning)]))
+    return widgets.VBox(boxes or [_message("no examples to show", color="#555555")])

@@ -13,6 +13,7 @@ import http.client
 import io
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -212,7 +213,35 @@ class VLLMBackend:
 
 
 # ----------------------------------------------------------------------------------------------- OpenAI-compatible
-RETRY_STATUS = {408, 409, 425, 429}
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+RETRY_STATUS = frozenset({408, 409, 418, 425, 429})  # plus every 5xx
+
+
+class MalformedResponseError(BackendError):
+    """Every reply to one request failed the caller's `check` (after `tries` tries; `problem` is the last reason)."""
+
+    def __init__(self, message: str, tries: int, problem: str):
+        super().__init__(message)
+        self.tries, self.problem = tries, problem
+
+
+class RateLimiter:
+    """At most `requests_per_minute` requests, spaced evenly (thread-safe); 0 or None means no limit."""
+
+    def __init__(self, requests_per_minute: float | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.interval = 60.0 / requests_per_minute if requests_per_minute and requests_per_minute > 0 else 0.0
+        self._clock, self._sleep = clock, sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if now < self._next:
+                self._sleep(self._next - now)
+                now = self._clock()
+            self._next = now + self.interval
 
 
 class _Retryable(Exception):
@@ -225,31 +254,50 @@ class OpenAIChatClient:
     """A minimal client of an OpenAI-compatible `/chat/completions` endpoint (urllib, no SDK).
 
     The API key is read from the environment variable `api_key_env` at request time only: it is never stored on
-    the object, printed, logged, cached or put in a cache key, and it is scrubbed from error messages. Transient
-    failures (429, 5xx, timeouts, connection errors) are retried with exponential backoff. Responses are cached
-    as atomic JSON files under `cache_dir`, keyed by a hash of the base URL and the request body, so a rerun
-    makes no request and needs no key.
+    the object, printed, logged, cached or put in a cache key, and it is scrubbed from error messages. Requests
+    are spaced to at most `requests_per_minute` (0: no limit). Transient failures (408/409/418/425/429, 5xx,
+    timeouts, connection errors, a body that is not a chat-completions response) are retried with exponential
+    backoff, honouring Retry-After. A caller may pass `check` to `chat`: a response it rejects (ValueError) is
+    re-asked up to `parse_retries` times, then `MalformedResponseError`. Accepted responses are cached as
+    atomic JSON files under `cache_dir`, keyed by a hash of the base URL, the request body and an optional
+    `cache_tag`, so a rerun makes no request and needs no key.
     """
 
     def __init__(self, model: str, base_url: str | None = None, *, api_key_env: str = "OPENAI_API_KEY",
                  cache_dir: str | os.PathLike | None = None, max_retries: int = 5, backoff_base: float = 1.0,
-                 backoff_max: float = 60.0, timeout: float = 120.0, sleep: Callable[[float], None] = time.sleep):
+                 backoff_max: float = 60.0, timeout: float = 120.0, requests_per_minute: float | None = 0.0,
+                 parse_retries: int = 2, sleep: Callable[[float], None] = time.sleep):
         self.model = model
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.api_key_env = api_key_env
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.max_retries, self.backoff_base, self.backoff_max, self.timeout = (
             max_retries, backoff_base, backoff_max, timeout)
+        self.parse_retries = parse_retries
         self._sleep = sleep
-        self.stats = {"requests": 0, "cache_hits": 0, "retries": 0}
+        self._limiter = RateLimiter(requests_per_minute, sleep=sleep)
+        self.stats = {"requests": 0, "cache_hits": 0, "retries": 0, "parse_failures": 0}
 
     def __repr__(self) -> str:
         return (f"OpenAIChatClient(model={self.model!r}, base_url={self.base_url!r}, "
                 f"api_key_env={self.api_key_env!r}, cache_dir={str(self.cache_dir) if self.cache_dir else None!r})")
 
-    def cache_key(self, payload: dict) -> str:
-        material = json.dumps({"base_url": self.base_url, "payload": payload}, sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(material.encode("utf-8")).hexdigest()
+    def payload(self, messages: list[dict], *, temperature: float = 0.0, top_p: float | None = None,
+                max_tokens: int | None = None, n: int = 1, seed: int | None = None, **extra: Any) -> dict:
+        """The request body `chat` sends for these arguments."""
+        payload: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": temperature, "n": n}
+        for name, value in (("top_p", top_p), ("max_tokens", max_tokens), ("seed", seed)):
+            if value is not None:
+                payload[name] = value
+        payload.update(extra)
+        return payload
+
+    def cache_key(self, payload: dict, cache_tag: Any = None) -> str:
+        """Hash of base URL + request body (+ `cache_tag` when given, e.g. a rater run); never the API key."""
+        material: dict[str, Any] = {"base_url": self.base_url, "payload": payload}
+        if cache_tag is not None:
+            material["tag"] = cache_tag
+        return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
     def _cache_path(self, key: str) -> Path | None:
         return self.cache_dir / key[:2] / f"{key}.json" if self.cache_dir is not None else None
@@ -259,6 +307,7 @@ class OpenAIChatClient:
         return text.replace(key, "***") if key else text
 
     def _post(self, payload: dict) -> dict:
+        """One HTTP request (rate limited); the parsed response, or raises _Retryable / BackendError."""
         key = os.environ.get(self.api_key_env, "")
         if not key:
             raise BackendError(f"environment variable {self.api_key_env} is not set: export it to call "
@@ -266,6 +315,7 @@ class OpenAIChatClient:
         request = urllib.request.Request(
             f"{self.base_url}/chat/completions", data=json.dumps(payload).encode("utf-8"), method="POST",
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+        self._limiter.acquire()
         self.stats["requests"] += 1
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -289,43 +339,62 @@ class OpenAIChatClient:
             raise _Retryable(f"not a chat-completions response: {self._scrub(body[:200])}") from None
         return data
 
-    def chat(self, messages: list[dict], *, temperature: float = 0.0, top_p: float | None = None,
-             max_tokens: int | None = None, n: int = 1, seed: int | None = None, **extra: Any) -> dict:
-        """The endpoint's JSON response for one chat request (from the cache when present)."""
-        from cogito_lib.io import atomic_write_text
-
-        payload: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": temperature, "n": n}
-        for name, value in (("top_p", top_p), ("max_tokens", max_tokens), ("seed", seed)):
-            if value is not None:
-                payload[name] = value
-        payload.update(extra)
-        key = self.cache_key(payload)
-        path = self._cache_path(key)
-        if path is not None and path.exists():
-            try:
-                cached = json.loads(path.read_text(encoding="utf-8"))
-                self.stats["cache_hits"] += 1
-                return cached["response"]
-            except (json.JSONDecodeError, KeyError):
-                pass  # a damaged entry: ask again and overwrite
-        last = ""
+    def _complete(self, payload: dict) -> dict:
+        """`_post` with retries and exponential backoff (Retry-After honoured) on transient failures."""
         for attempt in range(self.max_retries + 1):
             try:
-                response = self._post(payload)
-                break
+                return self._post(payload)
             except _Retryable as err:
-                last = str(err)
                 if attempt == self.max_retries:
-                    raise BackendError(f"{self.base_url}: gave up after {attempt + 1} attempts ({last})") from None
+                    raise BackendError(f"{self.base_url}: gave up after {attempt + 1} attempts ({err})") from None
                 self.stats["retries"] += 1
                 wait = min(self.backoff_max, self.backoff_base * (2 ** attempt))
                 if err.retry_after is not None:
                     wait = min(self.backoff_max, max(wait, err.retry_after))
                 self._sleep(wait)
-        if path is not None:
-            atomic_write_text(path, json.dumps({"model": self.model, "response": response}, ensure_ascii=False,
-                                               indent=1) + "\n")
-        return response
+        raise AssertionError("unreachable")
+
+    def chat(self, messages: list[dict], *, temperature: float = 0.0, top_p: float | None = None,
+             max_tokens: int | None = None, n: int = 1, seed: int | None = None, cache_tag: Any = None,
+             check: Callable[[dict], Any] | None = None, **extra: Any) -> dict:
+        """The endpoint's JSON response for one chat request (from the cache when present).
+
+        `cache_tag` (JSON-able, not sent) separates cache entries of identical requests, e.g. repeated rater
+        runs. `check(response)` raising ValueError rejects a response: a rejected cache entry is re-asked and
+        overwritten, a rejected reply is re-asked up to `parse_retries` times and never cached."""
+        from cogito_lib.io import atomic_write_text
+
+        payload = self.payload(messages, temperature=temperature, top_p=top_p, max_tokens=max_tokens, n=n,
+                               seed=seed, **extra)
+        path = self._cache_path(self.cache_key(payload, cache_tag))
+        if path is not None and path.exists():
+            try:
+                response = json.loads(path.read_text(encoding="utf-8"))["response"]
+                if check is not None:
+                    check(response)
+                self.stats["cache_hits"] += 1
+                return response
+            except (ValueError, KeyError, TypeError):
+                pass  # a damaged or stale entry: ask again and overwrite
+        tries = self.parse_retries + 1 if check is not None else 1
+        problem = ""
+        for _ in range(tries):
+            response = self._complete(payload)
+            if check is not None:
+                try:
+                    check(response)
+                except ValueError as err:
+                    self.stats["parse_failures"] += 1
+                    problem = str(err)
+                    continue
+            if path is not None:
+                entry: dict[str, Any] = {"model": self.model, "response": response}
+                if cache_tag is not None:
+                    entry["tag"] = cache_tag
+                atomic_write_text(path, json.dumps(entry, ensure_ascii=False, indent=1) + "\n")
+            return response
+        raise MalformedResponseError(f"{self.base_url}: malformed response after {tries} tries ({problem})",
+                                     tries, problem)
 
 
 def _wav_base64(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str:

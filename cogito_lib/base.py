@@ -1,0 +1,227 @@
+"""Notebook 01: the miniature's base model, a tiny model of a real family pretrained here on atomic skills.
+
+It stands in for Qwen3-Omni-30B-A3B-Thinking: it hears and reasons, imperfectly. It is pretrained from scratch
+on a world split of its own (seeds disjoint from curation and evaluation) with gold, templated reasoning for the
+**atomic** skills only (`cogito_lib.tasks`); composite questions are left for Cogito-pipe to teach. The result
+is cached under a hash of everything that shapes it, so reruns skip training.
+
+On a held-out check set it reports, per skill: pass@1 (greedy answer correct by MMAR's rule), judge-pass@1
+(greedy answer correct AND reasoning accepted by the metadata judge) and judge-pass@K (at least one of K samples
+correct and accepted) - the headroom self-distillation exploits. Plain pass@K is not reported: on two-choice
+questions random guessing nearly always passes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import Profile
+from .io import read_json, read_jsonl, stable_id, write_json, write_jsonl
+from .judges import MetadataJudge
+from .mmar import format_prompt, is_correct
+from .tasks import SKILLS, questions_for_clip, skills_of
+from .train import AudioCache, LoopConfig, SFTExample, set_threads, summarise_log, train_sft
+
+STAGE = "01-base-model"
+
+
+def fingerprint(profile: Profile) -> str:
+    """Hash of everything that shapes the trained base (not the check-set settings)."""
+    base = dataclasses.asdict(profile.base)
+    for key in ("check_seed", "check_clips", "check_samples", "max_new_tokens", "threads"):
+        base.pop(key)
+    return stable_id(base, dataclasses.asdict(profile.world), profile.models.family, length=10)
+
+
+def mmar_prompt_text(question: dict) -> str:
+    return format_prompt(question["question"], question["choices"])
+
+
+def _world(profile: Profile, run_dir: Path, *, seed: int, num_clips: int, split: str, progress: bool):
+    from .world import collect
+
+    out_subdir = f"{STAGE}/{split}-world"
+    stats = collect(profile, run_dir, num_clips=num_clips, seed=seed, split=split, out_subdir=out_subdir,
+                    progress=progress)
+    folder = run_dir / out_subdir
+    return folder, read_jsonl(folder / "manifest.jsonl"), stats
+
+
+def make_questions(clips: list[dict], skills: list[str], seed: int, per_clip: int, world_dir: Path) -> list[dict]:
+    """Questions for each clip (distinct skills), with `audio_path` made absolute for training and evaluation."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for clip in clips:
+        for q in questions_for_clip(clip, skills, rng, max_questions=per_clip):
+            q["audio_file"] = str(world_dir / q["audio_path"])
+            out.append(q)
+    return out
+
+
+def tokenizer_corpus(questions: list[dict]) -> list[str]:
+    """Text the tiny tokenizer is trained on: prompts, reasoning and answers, plus every skill's question
+    wording (composite included, so later stages do not meet unknown words)."""
+    corpus = []
+    for q in questions:
+        corpus += [mmar_prompt_text(q), q["thinking"], q["answer"]]
+    return corpus
+
+
+def pretrain_base(profile: Profile, run_dir: str | Path, *, progress: bool = True) -> dict:
+    """Pretrain (or reuse the cached) miniature base. Returns its info dict (model path, sizes, loss summary)."""
+    from .models import build_tiny_model, count_parameters, load_model, save_model
+
+    run_dir = Path(run_dir)
+    if profile.models.base != "tiny":
+        raise ValueError(f"models.base is {profile.models.base!r}: only the miniature ('tiny') is pretrained here")
+    b = profile.base
+    key = fingerprint(profile)
+    model_dir = run_dir / STAGE / f"base-{key}"
+    info_path = model_dir / "base.json"
+    if info_path.exists():
+        info = read_json(info_path)
+        info["cached"] = True
+        return info
+    threads = set_threads(b.threads)
+    world_dir, clips, world_stats = _world(profile, run_dir, seed=b.world_seed, num_clips=b.num_clips,
+                                           split="pretrain", progress=progress)
+    questions = make_questions(clips, skills_of("atomic"), b.world_seed, b.questions_per_clip, world_dir)
+    write_jsonl(run_dir / STAGE / "pretrain-questions.jsonl", questions)
+    corpus = tokenizer_corpus(questions)
+    corpus += tokenizer_corpus(make_questions(clips[: max(50, len(clips) // 10)], skills_of("composite"),
+                                              b.world_seed + 1, 3, world_dir))
+    init_dir = model_dir / "init"
+    if init_dir.exists():
+        shutil.rmtree(init_dir)
+    build_tiny_model(profile.models.family, init_dir, corpus, size=b.size, seed=b.world_seed)
+    model, processor = load_model(init_dir, dtype="float32", device="cpu")
+    examples = [SFTExample(q["audio_file"], mmar_prompt_text(q), q["thinking"], q["answer"]) for q in questions]
+    log_path = model_dir / "train_log.jsonl"
+    log_path.unlink(missing_ok=True)  # a killed run restarts its (short) training from scratch
+    cfg = LoopConfig(steps=b.steps, batch_size=b.batch_size, learning_rate=b.learning_rate,
+                     warmup_steps=b.warmup_steps, audio_lr_scale=b.audio_lr_scale, seed=b.world_seed)
+    logs = train_sft(model, processor, examples, cfg, audio=AudioCache(), log_path=log_path, progress=progress)
+    save_model(model, processor, model_dir / "model", merge=False)
+    shutil.rmtree(init_dir)
+    info = {
+        "fingerprint": key, "model_dir": str(model_dir / "model"), "family": profile.models.family,
+        "size": b.size, "parameters": count_parameters(model), "threads": threads,
+        "pretrain_clips": len(clips), "pretrain_questions": len(questions),
+        "pretrain_skills": dict(sorted(_count(q["skill"] for q in questions).items())),
+        "world_clips_per_s": world_stats["clips_per_s"], **summarise_log(logs),
+    }
+    write_json(info_path, info)
+    info["cached"] = False
+    return info
+
+
+def _count(values) -> dict:
+    counts: dict[Any, int] = defaultdict(int)
+    for v in values:
+        counts[v] += 1
+    return dict(counts)
+
+
+def check_set(profile: Profile, run_dir: str | Path, *, progress: bool = True) -> list[dict]:
+    """Held-out check questions (atomic and composite) from a world split of their own."""
+    b = profile.base
+    world_dir, clips, _ = _world(profile, Path(run_dir), seed=b.check_seed, num_clips=b.check_clips,
+                                 split="check", progress=progress)
+    by_id = {c["clip_id"]: c for c in clips}
+    questions = make_questions(clips, list(SKILLS), b.check_seed, 3, world_dir)
+    for q in questions:
+        q["_clip"] = by_id[q["clip_id"]]
+    return questions
+
+
+def evaluate_skills(model, processor, questions: list[dict], *, num_samples: int, max_new_tokens: int,
+                    batch_size: int = 32, seed: int = 0, progress: bool = True) -> tuple[list[dict], dict]:
+    """Greedy and K-sample answers for every question; per-item rows and a per-skill summary."""
+    from .models.generate import SamplingConfig, generate_reasoning
+
+    judge = MetadataJudge()
+    audio = AudioCache()
+    prompts_text = [mmar_prompt_text(q) for q in questions]
+    from .models.generate import build_mmar_prompt
+
+    prompts = [build_mmar_prompt(processor, q["question"], q["choices"]) for q in questions]
+    audios = [audio(q["audio_file"]) for q in questions]
+    greedy = generate_reasoning(model, processor, prompts, audios,
+                                SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0),
+                                batch_size=batch_size, progress=progress)
+    sampled = generate_reasoning(model, processor, prompts, audios,
+                                 SamplingConfig(max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0,
+                                                num_samples=num_samples, seed=seed),
+                                 batch_size=max(1, batch_size // num_samples), progress=progress)
+    rows = []
+    for q, prompt_text, g_row, s_row in zip(questions, prompts_text, greedy.outputs, sampled.outputs):
+        def judged(out):
+            correct = is_correct(out.answer_prediction, q["answer"], q["choices"])
+            ok = correct and judge.verify(q, out.thinking, out.answer_prediction, q.get("_clip")).ok
+            return correct, ok
+
+        g_correct, g_ok = judged(g_row[0])
+        s_results = [judged(o) for o in s_row]
+        rows.append({
+            "id": q["id"], "skill": q["skill"], "tier": q["tier"], "question": q["question"],
+            "choices": q["choices"], "answer": q["answer"], "audio_file": q["audio_file"],
+            "thinking": g_row[0].thinking, "answer_prediction": g_row[0].answer_prediction,
+            "parse_failed": g_row[0].parse_failed, "pass@1": int(g_correct), "judge_pass@1": int(g_ok),
+            "judge_pass@K": int(any(ok for _, ok in s_results)),
+            "sample_correct": float(np.mean([c for c, _ in s_results])),
+            "chance": 1.0 / len(q["choices"]),
+        })
+    summary = {
+        "greedy": greedy.summary(), "sampled": sampled.summary(), "num_samples": num_samples,
+        "by_skill": summarise_rows(rows, "skill"), "by_tier": summarise_rows(rows, "tier"),
+    }
+    return rows, summary
+
+
+def summarise_rows(rows: list[dict], key: str) -> dict:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[row[key]].append(row)
+    out = {}
+    for name, group in sorted(groups.items()):
+        out[name] = {"n": len(group), **{metric: round(100 * float(np.mean([r[metric] for r in group])), 1)
+                                         for metric in ("pass@1", "judge_pass@1", "judge_pass@K", "chance")}}
+    return out
+
+
+def demo_item(profile: Profile, run_dir: str | Path) -> dict:
+    """One MMAR-style item to show a model on: MMAR's first item when the MMAR root is configured, otherwise a
+    freshly synthesised world clip with a question."""
+    if profile.datasets.mmar:
+        from .mmar import load_meta
+
+        meta = load_meta(Path(profile.datasets.mmar) / "MMAR-meta.jsonl", Path(profile.datasets.mmar))
+        meta.raise_if_problems()
+        item = dict(meta.items[0])
+        item["audio_file"] = str(Path(profile.datasets.mmar) / item["audio_path"])
+        return item
+    _, clips, _ = _world(profile, Path(run_dir), seed=profile.base.check_seed, num_clips=7, split="demo",
+                         progress=False)
+    return make_questions(clips[-1:], list(SKILLS), profile.base.check_seed, 1, Path(run_dir) / STAGE / "demo-world")[0]
+
+
+def answer_with_base(profile: Profile, run_dir: str | Path, model_path: str | None = None) -> dict:
+    """Load the base (the real checkpoint in `paper`, the pretrained tiny one otherwise) and answer one item."""
+    from .models import load_model
+    from .models.generate import SamplingConfig, build_mmar_prompt, generate_reasoning
+
+    item = demo_item(profile, run_dir)
+    model, processor = load_model(model_path or profile.models.base, dtype=None, device=profile.models.device)
+    prompt = build_mmar_prompt(processor, item["question"], item["choices"])
+    report = generate_reasoning(model, processor, [prompt], [AudioCache()(item["audio_file"])],
+                                SamplingConfig(max_new_tokens=profile.base.max_new_tokens if model_path
+                                               else profile.think.max_new_tokens, temperature=0.0))
+    out = report.outputs[0][0]
+    return {"question": item["question"], "choices": item["choices"], "answer": item["answer"],
+            "audio_file": item["audio_file"], "thinking": out.thinking, "answer_prediction": out.answer_prediction,
+            "pass@1": int(is_correct(out.answer_prediction, item["answer"], item["choices"]))}

@@ -1,0 +1,76 @@
+"""The shared SFT loop and the miniature base's pretraining, caching and skill evaluation (tiny profile)."""
+import numpy as np
+import pytest
+
+from cogito_lib.base import check_set, evaluate_skills, fingerprint, pretrain_base, summarise_rows
+from cogito_lib.config import load_profile
+from cogito_lib.io import read_jsonl
+from cogito_lib.train import LoopConfig, batch_order, lr_at
+
+TINY = load_profile("tiny")
+
+
+def test_lr_schedule_warms_up_then_decays_to_a_tenth():
+    cfg = LoopConfig(steps=100, batch_size=4, learning_rate=1e-3, warmup_steps=10)
+    assert lr_at(0, cfg) == pytest.approx(1e-4)
+    assert lr_at(9, cfg) == pytest.approx(1e-3)
+    assert lr_at(99, cfg) == pytest.approx(1e-4, rel=0.05)
+    assert all(lr_at(s, cfg) >= lr_at(s + 1, cfg) for s in range(10, 99))
+
+
+def test_batch_order_sees_every_example_before_repeating():
+    batches = batch_order(10, steps=5, batch_size=4, seed=0)
+    flat = np.concatenate(batches)
+    assert sorted(flat[:10]) == list(range(10))
+    assert [b.tolist() for b in batches] == [b.tolist() for b in batch_order(10, 5, 4, 0)]
+
+
+def test_fingerprint_tracks_what_shapes_the_base_only():
+    assert fingerprint(TINY) == fingerprint(load_profile("tiny", {"base.check_clips": 99}))
+    assert fingerprint(TINY) != fingerprint(load_profile("tiny", {"base.steps": 7}))
+    assert fingerprint(TINY) != fingerprint(load_profile("tiny", {"world.loudness_step_db": 15.0}))
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("base")
+    profile = load_profile("tiny", {"base.steps": 30, "base.learning_rate": 5e-3})
+    return profile, run_dir, pretrain_base(profile, run_dir, progress=False)
+
+
+def test_pretraining_learns_and_is_cached(pretrained):
+    profile, run_dir, info = pretrained
+    assert not info["cached"]
+    log = read_jsonl(run_dir / "01-base-model" / f"base-{info['fingerprint']}" / "train_log.jsonl")
+    assert [r["step"] for r in log] == list(range(1, 31))
+    assert info["final_loss"] < 0.7 * info["first_loss"]  # it learns on its own data
+    assert info["pretrain_questions"] >= info["pretrain_clips"]
+    assert set(info["pretrain_skills"]) <= {"count", "first_of_two", "pitch_change", "loudness_change",
+                                            "instrument", "mood", "tempo", "dance", "speakers", "voice", "words",
+                                            "language", "source", "meaning", "background"}  # atomic only
+    again = pretrain_base(profile, run_dir, progress=False)
+    assert again["cached"] and again["model_dir"] == info["model_dir"]
+
+
+def test_check_set_evaluation_reports_every_skill(pretrained):
+    from cogito_lib.models import load_model
+
+    profile, run_dir, info = pretrained
+    model, processor = load_model(info["model_dir"])
+    questions = check_set(profile, run_dir, progress=False)
+    assert {q["tier"] for q in questions} == {"atomic", "composite"}
+    rows, summary = evaluate_skills(model, processor, questions, num_samples=2, max_new_tokens=24, progress=False)
+    assert len(rows) == len(questions)
+    assert set(summary["by_skill"]) == {q["skill"] for q in questions}
+    for row in rows:
+        assert row["judge_pass@1"] <= row["pass@1"]
+        assert row["judge_pass@1"] <= row["judge_pass@K"] or row["judge_pass@K"] == 0
+    assert summary["greedy"]["num_outputs"] == len(questions)
+    assert summary["sampled"]["num_outputs"] == 2 * len(questions)
+
+
+def test_summarise_rows_averages_in_percent():
+    rows = [{"skill": "a", "pass@1": 1, "judge_pass@1": 0, "judge_pass@K": 1, "chance": 0.5},
+            {"skill": "a", "pass@1": 0, "judge_pass@1": 0, "judge_pass@K": 1, "chance": 0.5}]
+    assert summarise_rows(rows, "skill") == {"a": {"n": 2, "pass@1": 50.0, "judge_pass@1": 0.0,
+                                                   "judge_pass@K": 100.0, "chance": 50.0}}
