@@ -100,6 +100,12 @@ def pretrain_base(profile: Profile, run_dir: str | Path, *, progress: bool = Tru
         shutil.rmtree(init_dir)
     build_tiny_model(profile.models.family, init_dir, corpus, size=b.size, seed=b.world_seed)
     model, processor = load_model(init_dir, dtype="float32", device="cpu")
+    from .models.tiny import resolve_size
+
+    frozen = b.freeze_audio and bool(resolve_size(b.size).pretrained_audio)
+    for name, param in model.named_parameters():
+        if frozen and "audio_tower" in name:
+            param.requires_grad_(False)
     examples = [SFTExample(q["audio_file"], mmar_prompt_text(q), q["thinking"], q["answer"]) for q in questions]
     log_path = model_dir / "train_log.jsonl"
     log_path.unlink(missing_ok=True)  # a killed run restarts its (short) training from scratch
@@ -110,7 +116,8 @@ def pretrain_base(profile: Profile, run_dir: str | Path, *, progress: bool = Tru
     shutil.rmtree(init_dir)
     info = {
         "fingerprint": key, "model_dir": str(model_dir / "model"), "family": profile.models.family,
-        "size": b.size, "parameters": count_parameters(model), "threads": threads,
+        "size": b.size, "parameters": count_parameters(model), "audio_frozen": frozen,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad), "threads": threads,
         "pretrain_clips": len(clips), "pretrain_questions": len(questions),
         "pretrain_skills": dict(sorted(_count(q["skill"] for q in questions).items())),
         "world_clips_per_s": world_stats["clips_per_s"], **summarise_log(logs),
@@ -225,3 +232,15 @@ def answer_with_base(profile: Profile, run_dir: str | Path, model_path: str | No
     return {"question": item["question"], "choices": item["choices"], "answer": item["answer"],
             "audio_file": item["audio_file"], "thinking": out.thinking, "answer_prediction": out.answer_prediction,
             "pass@1": int(is_correct(out.answer_prediction, item["answer"], item["choices"]))}
+
+
+def base_model_path(profile: Profile, run_dir: str | Path) -> str:
+    """Where the base model is: the pretrained miniature base of this profile (notebook 01), or the checkpoint
+    id / folder named by `models.base` at paper scale."""
+    if profile.models.base != "tiny":
+        return profile.models.base
+    info_path = Path(run_dir) / STAGE / f"base-{fingerprint(profile)}" / "base.json"
+    if not info_path.exists():
+        raise FileNotFoundError(f"{info_path} not found: run notebook 01 (01-base-model) for profile "
+                                f"'{profile.name}' first")
+    return read_json(info_path)["model_dir"]

@@ -75,7 +75,7 @@ class CollectConfig:
 class ModelConfig:
     """Which models play the paper's roles."""
 
-    family: str = "qwen2_5_omni"  # model family of the base: qwen2_audio, qwen2_5_omni, qwen3_omni
+    family: str = "qwen2_audio"  # model family of the base: qwen2_audio (miniature: Whisper front-end), qwen2_5_omni, qwen3_omni
     base: str = "tiny"  # "tiny" = trained here from scratch (01); otherwise a checkpoint id or folder
     annotator: str = "metadata"  # "metadata" (grounded, offline) or a checkpoint id / API model name
     judge: str = "metadata"  # "metadata" (grounded, offline) or a checkpoint id / API model name
@@ -88,7 +88,8 @@ class ModelConfig:
 class BaseConfig:
     """Notebook 01: the miniature's base model, pretrained here on the world's atomic skills."""
 
-    size: str = "mini"  # tiny-model preset: tiny, mini or small (cogito_lib.models.tiny.SIZES)
+    size: str = "mini-whisper"  # tiny-model preset (cogito_lib.models.tiny.SIZES)
+    freeze_audio: bool = True  # keep a pretrained audio front-end frozen (a from-scratch tower always trains)
     world_seed: int = 1001  # world seed of the pretraining split (disjoint from curation and evaluation)
     num_clips: int = 2100  # pretraining clips
     questions_per_clip: int = 2  # atomic questions per pretraining clip
@@ -200,7 +201,7 @@ def _tiny() -> Profile:
         requires_gpu=False,
         world=WorldConfig(min_duration_s=1.5, max_duration_s=2.5, max_events=3),
         collect=CollectConfig(num_clips=14, seed=11, workers=2),
-        base=BaseConfig(size="tiny", num_clips=28, steps=6, batch_size=4, warmup_steps=1, check_clips=14,
+        base=BaseConfig(size="tiny-whisper", num_clips=28, steps=6, batch_size=4, warmup_steps=1, check_clips=14,
                         check_samples=2, max_new_tokens=48),
         annotate=AnnotateConfig(num_seed_questions=20),
         think=ThinkConfig(num_samples=2, max_new_tokens=48, batch_size=8),
@@ -256,7 +257,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "models.device": ("cpu", "cuda"),
     "eval.benchmark": ("mmar-synth", "mmar"),
     "world.tts_engine": ("espeak-ng",),
-    "base.size": ("tiny", "mini", "small"),
+    "base.size": ("tiny", "tiny-whisper", "mini", "mini-whisper", "small"),
 }
 
 

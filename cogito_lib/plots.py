@@ -246,3 +246,16 @@ def plot_skill_scores(by_skill: Mapping[str, Mapping[str, float]], save_as: str 
         label.set_horizontalalignment("right")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _finish(figure, save_as)
+
+
+def plot_rates(rates: Mapping[str, float], save_as: str | Path | None = None, *, title: str = "",
+               xlabel: str = "", ylabel: str = "percent", as_percent: bool = True) -> Figure:
+    """Bars of a {name: rate} mapping (rates in 0..1 shown as percent by default)."""
+    frame = pd.DataFrame({"name": list(rates), "value": [100 * v if as_percent else v for v in rates.values()]})
+    figure, ax = _new_axes(None, (max(6.0, 0.6 * len(frame) + 2), 3.4))
+    if len(frame):
+        sns.barplot(data=frame, x="name", y="value", ax=ax, color=sns.color_palette()[0])
+        ax.bar_label(ax.containers[0], fmt="%.0f", padding=2, fontsize="small")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, ylim=(0, 100) if as_percent else None)
+    ax.tick_params(axis="x", rotation=30)
+    return _finish(figure, save_as)

@@ -43,6 +43,7 @@ class TinySize:
     min_frequency: int = 2  # BPE merge threshold
     rope_theta: float = 10_000.0  # RoPE base
     vision_hidden: int = 16  # the omni classes require a vision tower: a 1-layer stub of this width
+    pretrained_audio: str = ""  # "whisper-tiny.en": load (qwen2_audio only) Whisper tiny.en's first encoder layers
 
     @property
     def head_dim(self) -> int:
@@ -65,6 +66,18 @@ SIZES: dict[str, TinySize] = {
         hidden_size=192, num_layers=4, num_heads=6, num_kv_heads=2, intermediate_size=512,
         audio_d_model=128, audio_layers=2, audio_heads=4, audio_ffn=512, num_mel_bins=80, chunk_length=10,
         audio_n_window=200, vocab_size=1024,
+    ),
+    # the miniature's default base: MINIATURE.md's text decoder on a real front-end, the first 2 encoder layers of
+    # Whisper tiny.en (Qwen2-Audio's tower is Whisper's encoder), clips padded to 4 s (100 audio tokens)
+    "mini-whisper": TinySize(
+        hidden_size=192, num_layers=4, num_heads=6, num_kv_heads=2, intermediate_size=512,
+        audio_d_model=384, audio_layers=2, audio_heads=6, audio_ffn=1536, num_mel_bins=80, chunk_length=4,
+        vocab_size=1024, pretrained_audio="whisper-tiny.en",
+    ),
+    # tests: the same design at toy size (1 Whisper layer, 3 s chunk)
+    "tiny-whisper": TinySize(
+        audio_d_model=384, audio_layers=1, audio_heads=6, audio_ffn=1536, num_mel_bins=80, chunk_length=3,
+        pretrained_audio="whisper-tiny.en",
     ),
     # a larger variant for a GPU or a patient CPU
     "small": TinySize(
@@ -258,6 +271,8 @@ def build_tiny_model(family: str, out_dir: str | Path, corpus: Iterable[str], si
     config = model_config(fam, tiny, tokenizer)
     torch.manual_seed(seed)
     model = fam.load_class("model")(config)
+    if tiny.pretrained_audio:
+        _load_pretrained_audio(model, fam, tiny)
     model.eval()
     _set_generation_defaults(model, tokenizer)
     processor = build_processor(fam, tokenizer, tiny)
@@ -268,6 +283,19 @@ def build_tiny_model(family: str, out_dir: str | Path, corpus: Iterable[str], si
               "parameters": count_parameters(model), "vocab_size": len(tokenizer)}
     (out_dir / TINY_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     return out_dir
+
+
+def _load_pretrained_audio(model, family: ModelFamily, size: TinySize) -> None:
+    if size.pretrained_audio != "whisper-tiny.en":
+        raise ValueError(f"unknown pretrained_audio {size.pretrained_audio!r}: the only one is 'whisper-tiny.en'")
+    from . import whisper_front as wf
+
+    if family.key != "qwen2_audio":
+        raise ValueError("the Whisper front-end fits the qwen2_audio family only (its audio tower is Whisper's encoder)")
+    expected = (wf.D_MODEL, wf.NUM_HEADS, wf.FFN_DIM, wf.NUM_MEL_BINS)
+    if (size.audio_d_model, size.audio_heads, size.audio_ffn, size.num_mel_bins) != expected:
+        raise ValueError(f"the Whisper front-end needs audio d_model/heads/ffn/mel = {expected}")
+    wf.load_into(model.model.audio_tower, size.audio_layers)
 
 
 def _set_generation_defaults(model, tokenizer) -> None:

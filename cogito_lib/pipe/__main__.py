@@ -39,9 +39,24 @@ def _add_collect(parser: argparse.ArgumentParser) -> dict[str, str]:
     return {"num_clips": "collect.num_clips", "workers": "collect.workers", "seed": "collect.seed"}
 
 
+def _lazy(module: str, name: str) -> Callable:
+    """A stage's function imported on use, so `--help` stays fast and stages stay independent."""
+    def call(*args, **kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(f"cogito_lib.pipe.{module}"), name)(*args, **kwargs)
+    return call
+
+
 # stage name -> (help, add arguments (returns option -> profile key), run)
 STAGES: dict[str, tuple[str, Callable, Callable]] = {
     "collect": ("stage 1: synthesise world clips with metadata (02-data-collection)", _add_collect, _run_collect),
+    "annotate": ("stage 2: the annotator writes multiple-choice questions per clip (03-qa-construction)",
+                 _lazy("annotate", "add_arguments"), _lazy("annotate", "run_cli")),
+    "think": ("stage 3: the thinker (the base model) answers with K reasoning samples (04-cot-generation)",
+              _lazy("think", "add_arguments"), _lazy("think", "run_cli")),
+    "audit": ("stage 4: the auditor keeps consistent, judge-approved traces (05-quality-verification)",
+              _lazy("audit", "add_arguments"), _lazy("audit", "run_cli")),
 }
 
 
