@@ -379,6 +379,54 @@ def _reply_cause(clip, rng):
                  (("Words", text), ("Before", name), ("Cause", name)))
 
 
+def _word_count(clip, rng):
+    said = [e for e in foreground(clip) if e["kind"] == "speech"]
+    if len(said) != 1:
+        return None
+    text = said[0]["text"]
+    n = len(re.findall(r"[^\W\d_]+", text))
+    return Draft(f"How many words does the {VOICE_WORD[said[0]['voice']]} say?", str(n), _count_distractors(n),
+                 (("Words", text.rstrip(".?!")), ("Word count", str(n))))
+
+
+def _second_speaker_words(clip, rng):
+    said = [e for e in foreground(clip) if e["kind"] == "speech"]
+    if len(said) != 2 or said[0]["voice"] == said[1]["voice"]:
+        return None
+    first, second = said
+    text = second["text"].rstrip(".?!")
+    others = [first["text"].rstrip(".?!")] + [w for w in _shuffled(rng, (p.rstrip(".?!") for p in WORDS_POOL))
+                                               if w != text]
+    return Draft(f"What does the {VOICE_WORD[second['voice']]} answer the {VOICE_WORD[first['voice']]}?", text,
+                 tuple(others), (("Voices", f"{VOICE_WORD[first['voice']]}, {VOICE_WORD[second['voice']]}"),
+                                 ("Second speaker", VOICE_WORD[second["voice"]]), ("Words", text)))
+
+
+def _mood_instrument(clip, rng):
+    instrument, mood, mode = (clip["facts"].get(k) for k in ("instrument", "mood", "scale_mode"))
+    if instrument not in INSTRUMENTS or not mood:
+        return None
+    other_mood = "sad" if mood == "happy" else "happy"
+    answer = f"a {mood} {instrument} tune"
+    distractors = (f"a {other_mood} {instrument} tune", f"a {mood} {CONFUSABLE_INSTRUMENT[instrument]} tune",
+                   f"a {other_mood} {CONFUSABLE_INSTRUMENT[instrument]} tune")
+    return Draft("Which description fits the music?", answer, distractors,
+                 (("Instrument", instrument), ("Mode", mode), ("Mood", mood)))
+
+
+def _voice_over_background(clip, rng):
+    said = [e for e in foreground(clip) if e["kind"] == "speech"]
+    bg = [e for e in ordered_events(clip) if e.get("role") == "background"]
+    if len(said) != 1 or len(bg) != 1:
+        return None
+    word, name = VOICE_WORD[said[0]["voice"]], core_label(bg[0])
+    answer = f"a {word} over {name}"
+    others = [f"a {'woman' if word == 'man' else 'man'} over {name}"] + [
+        f"a {word} over {n}" for n in _shuffled(rng, BACKGROUND_NAMES) if n != name]
+    return Draft("Who speaks, and over what background?", answer, tuple(others),
+                 (("Background", name), ("Voice", word)))
+
+
 # Vocabularies for distractors, derived from the world so they stay in sync with it.
 def _world_vocab():
     from .world import scenes
@@ -416,6 +464,10 @@ SKILLS: dict[str, Skill] = {s.name: s for s in (
     Skill("loudest_is_first", "composite", "Signal Layer", "Audio Difference Analysis", _loudest_is_first),
     Skill("more_high_or_low", "composite", "Signal Layer", "Audio Difference Analysis", _last_vs_first_pitch_high),
     Skill("reply_cause", "composite", "Semantic Layer", "Emotion and Intention", _reply_cause),
+    Skill("word_count", "composite", "Semantic Layer", "Content Analysis", _word_count),
+    Skill("second_speaker_words", "composite", "Semantic Layer", "Speaker Analysis", _second_speaker_words),
+    Skill("mood_instrument", "composite", "Cultural Layer", "Music Theory", _mood_instrument),
+    Skill("voice_over_background", "composite", "Perception Layer", "Spatial Analysis", _voice_over_background),
 )}
 
 
