@@ -147,8 +147,10 @@ def check_set(profile: Profile, run_dir: str | Path, *, progress: bool = True) -
 
 
 def evaluate_skills(model, processor, questions: list[dict], *, num_samples: int, max_new_tokens: int,
-                    batch_size: int = 32, seed: int = 0, progress: bool = True) -> tuple[list[dict], dict]:
-    """Greedy and K-sample answers for every question; per-item rows and a per-skill summary."""
+                    temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 32, seed: int = 0,
+                    progress: bool = True) -> tuple[list[dict], dict]:
+    """Greedy and K-sample answers (at the thinker's temperature) for every question; per-item rows and a
+    per-skill summary."""
     from .models.generate import SamplingConfig, generate_reasoning
 
     judge = MetadataJudge()
@@ -162,7 +164,7 @@ def evaluate_skills(model, processor, questions: list[dict], *, num_samples: int
                                 SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0),
                                 batch_size=batch_size, progress=progress)
     sampled = generate_reasoning(model, processor, prompts, audios,
-                                 SamplingConfig(max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0,
+                                 SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                                 num_samples=num_samples, seed=seed),
                                  batch_size=max(1, batch_size // num_samples), progress=progress)
     rows = []
@@ -185,6 +187,7 @@ def evaluate_skills(model, processor, questions: list[dict], *, num_samples: int
         })
     summary = {
         "greedy": greedy.summary(), "sampled": sampled.summary(), "num_samples": num_samples,
+        "temperature": temperature, "top_p": top_p,
         "by_skill": summarise_rows(rows, "skill"), "by_tier": summarise_rows(rows, "tier"),
     }
     return rows, summary

@@ -53,3 +53,21 @@ def test_data_collection_records_the_pool(tiny_run):
     assert all((stage_dir / clip["audio_path"]).exists() for clip in manifest)
     for figure in ("clips_by_modality", "clips_by_fact_kind", "durations", "example_spectrogram"):
         assert (stage_dir / "figures" / f"{figure}.png").stat().st_size > 1000
+
+
+def test_base_model_reports_both_tiers_on_its_check_set(tiny_run):
+    run_dir, _ = tiny_run
+    base = load_run_metrics(run_dir)["stages"]["01-base-model"]
+    assert set(base["check_by_tier"]) == {"atomic", "composite"}
+    assert base["final_loss"] < base["first_loss"]
+    assert (Path(base["base"]) / "config.json").exists()
+
+
+def test_annotator_and_thinker_chain(tiny_run):
+    run_dir, _ = tiny_run
+    stages = load_run_metrics(run_dir)["stages"]
+    qa = stages["03-qa-construction"]
+    assert qa["num_questions"] > 0 and set(qa["questions_by_tier"]) == {"composite"}
+    cot = stages["04-cot-generation"]
+    assert cot["questions"] == qa["num_questions"]
+    assert cot["samples"] == TINY.think.num_samples * cot["questions_sampled"]
