@@ -253,3 +253,86 @@ def reasoning_examples(rows: list[dict], n: int = 4) -> widgets.VBox:
                   else _message(f"audio file missing: {wav}"))
         boxes.append(widgets.VBox([widgets.HTML(header), player, widgets.HTML(reasoning)]))
     return widgets.VBox(boxes or [_message("no examples to show", color="#555555")])
+
+
+def load_pipeline(run_dir: str | Path) -> dict:
+    """Everything stages 1-4 wrote about each clip: questions (03), samples (04) and verdicts (05), by clip id.
+    Stages not yet run are simply empty."""
+    from .io import read_jsonl
+
+    run_dir = Path(run_dir)
+    questions = read_jsonl(run_dir / "03-qa-construction" / "qa.jsonl")
+    samples = read_jsonl(run_dir / "04-cot-generation" / "cot.jsonl")
+    audit_dir = run_dir / "05-quality-verification"
+    verdicts = {r["id"]: "kept" for r in read_jsonl(audit_dir / "train.jsonl")}
+    for r in read_jsonl(audit_dir / "rejected.jsonl"):
+        if "id" in r:
+            verdicts.setdefault(r["id"], f"rejected: {r.get('reason', '?')}" + (
+                f" ({r['detail']})" if r.get("detail") else ""))
+    by_clip: dict[str, dict] = {}
+    for q in questions:
+        by_clip.setdefault(q["clip_id"], {"questions": [], "samples": {}})["questions"].append(q)
+    for s in samples:
+        if s["clip_id"] in by_clip:
+            by_clip[s["clip_id"]]["samples"].setdefault(s["question_id"], []).append(s)
+    return {"by_clip": by_clip, "verdicts": verdicts}
+
+
+def questions_html(questions: list[dict], samples: dict[str, list[dict]], verdicts: dict[str, str]) -> str:
+    """A clip's questions, each with its K reasoning samples and the auditor's verdict on each, as HTML."""
+    parts = []
+    for q in questions:
+        parts.append(f"<h4>{html.escape(q['question'])}</h4><p>choices: {html.escape(' | '.join(q['choices']))}"
+                     f" · label: <b>{html.escape(q['answer'])}</b> · {html.escape(q.get('tier', ''))}"
+                     f" / {html.escape(str(q.get('skill', '')))} · {html.escape(q.get('category', ''))}</p>")
+        rows = samples.get(q["id"], [])
+        if not rows:
+            parts.append("<p><i>no samples yet: run notebook 04</i></p>")
+        for s in sorted(rows, key=lambda r: r["sample_index"]):
+            verdict = verdicts.get(s["id"], "not audited yet: run notebook 05")
+            color = "#1b7f3b" if verdict == "kept" else "#b00020" if verdict.startswith("rejected") else "#555"
+            parts.append(f"<div style='margin-left:1em'><b>sample {s['sample_index']}</b> → answer "
+                         f"<b>{html.escape(s['answer_prediction'] or '(none)')}</b> · "
+                         f"<span style='color:{color}'>{html.escape(verdict)}</span>"
+                         f"<pre style='white-space:pre-wrap;margin:2px 0'>{html.escape(s['thinking'])}</pre></div>")
+    return "".join(parts) or "<p><i>no questions for this clip</i></p>"
+
+
+class PipelineBrowser:
+    """Browse Cogito-pipe clip by clip: listen, see the spectrogram, the annotator's questions, the thinker's K
+    samples and the auditor's verdict on each. `PipelineBrowser(run_dir)` as a cell's last line shows it."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.stage_dir = self.run_dir / "02-data-collection"
+        self.clips = {c["clip_id"]: c for c in load_manifest(self.stage_dir)}
+        self.data = load_pipeline(self.run_dir)
+        clip_ids = [c for c in self.clips if c in self.data["by_clip"]]
+        self.clip_selector = widgets.Dropdown(description="clip", options=clip_ids,
+                                              layout=widgets.Layout(width="480px"))
+        self.panel = widgets.VBox()
+        self.widget = widgets.VBox([self.clip_selector, self.panel])
+        self.clip_selector.observe(lambda change: self.show(change["new"]), names="value")
+        if clip_ids:
+            self.show(clip_ids[0])
+        else:
+            self.panel.children = [_message("no clip has questions yet: run notebook 03", color="#555555")]
+
+    def panel_html(self, clip_id: str) -> str:
+        entry = self.data["by_clip"].get(clip_id, {"questions": [], "samples": {}})
+        return (f"<p>{html.escape(self.clips[clip_id].get('caption', ''))}</p>"
+                + questions_html(entry["questions"], entry["samples"], self.data["verdicts"]))
+
+    def show(self, clip_id: str) -> "PipelineBrowser":
+        record = self.clips[clip_id]
+        children = [audio_player(self.stage_dir, record)]
+        if audio_path_of(self.stage_dir, record).is_file():
+            children.append(widgets.Image(value=spectrogram_png(self.stage_dir, record), format="png"))
+        children.append(widgets.HTML(self.panel_html(clip_id)))
+        self.panel.children = children
+        if self.clip_selector.value != clip_id:
+            self.clip_selector.value = clip_id
+        return self
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)

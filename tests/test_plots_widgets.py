@@ -214,3 +214,34 @@ def test_pipeline_svg_parses_and_names_every_stage():
     for phrase in ["Data collection", "QA construction", "CoT generation", "Quality verification", "Annotator",
                    "Thinker", "Auditor", "LoRA", "MMAR", "CRS", "01", "02", "03", "04", "05", "06", "07"]:
         assert phrase in text, phrase
+
+
+def test_pipeline_browser_shows_questions_samples_and_verdicts(tmp_path):
+    import json
+
+    from cogito_lib.widgets import PipelineBrowser, questions_html
+
+    run_dir = tmp_path / "run"
+    stage = run_dir / "02-data-collection"
+    (stage / "audio").mkdir(parents=True)
+    soundfile.write(stage / "audio" / "c1.wav", np.zeros(16000, dtype=np.float32), 16000)
+    clip = {"clip_id": "c1", "audio_path": "audio/c1.wav", "modality": "sound", "duration_s": 1.0,
+            "sample_rate": 16000, "events": [], "facts": {}, "layers": [], "caption": "silence"}
+    (stage / "manifest.jsonl").write_text(json.dumps(clip) + "\n")
+    q = {"id": "q1", "clip_id": "c1", "question": "How many?", "choices": ["1", "2"], "answer": "1",
+         "tier": "composite", "skill": "count_loud", "category": "Signal Layer"}
+    (run_dir / "03-qa-construction").mkdir()
+    (run_dir / "03-qa-construction" / "qa.jsonl").write_text(json.dumps(q) + "\n")
+    samples = [{"id": f"q1-s{k}", "question_id": "q1", "clip_id": "c1", "sample_index": k,
+                "thinking": f"I hear: x\nCount: {k + 1}", "answer_prediction": str(k + 1)} for k in range(2)]
+    (run_dir / "04-cot-generation").mkdir()
+    (run_dir / "04-cot-generation" / "cot.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    (run_dir / "05-quality-verification").mkdir()
+    (run_dir / "05-quality-verification" / "train.jsonl").write_text(json.dumps({"id": "q1-s0"}) + "\n")
+    (run_dir / "05-quality-verification" / "rejected.jsonl").write_text(
+        json.dumps({"id": "q1-s1", "reason": "answer_mismatch"}) + "\n")
+    browser = PipelineBrowser(run_dir)
+    text = browser.panel_html("c1")
+    assert "How many?" in text and "kept" in text and "rejected: answer_mismatch" in text
+    assert "Count: 2" in text
+    assert "not audited yet" in questions_html([q], {"q1": samples}, {})
