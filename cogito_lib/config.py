@@ -201,7 +201,7 @@ def _tiny() -> Profile:
         requires_gpu=False,
         world=WorldConfig(min_duration_s=1.5, max_duration_s=2.5, max_events=3),
         collect=CollectConfig(num_clips=14, seed=11, workers=2),
-        base=BaseConfig(size="tiny-whisper", num_clips=28, steps=6, batch_size=4, warmup_steps=1, check_clips=14,
+        base=BaseConfig(size="tiny-whisper", num_clips=28, steps=6, batch_size=4, warmup_steps=1, check_clips=7,
                         check_samples=2, max_new_tokens=48),
         annotate=AnnotateConfig(num_seed_questions=20),
         think=ThinkConfig(num_samples=2, max_new_tokens=48, batch_size=8),

@@ -300,7 +300,78 @@ def _background(clip, rng):
     return Draft("What is heard in the background?", name, tuple(others), (("Background", name),))
 
 
-# composite skills: labels only in the curation world; the gold steps chain two atomic skills
+def _names(events: list[dict]) -> str:
+    """How an answer names a set of events: "whistle and car horn" (or "none")."""
+    names = [core_label(e) for e in events]
+    return " and ".join(names) if names else "none"
+
+
+def _subset_distractors(chosen: list[dict], pool: list[dict], rng) -> tuple[str, ...]:
+    """Near-miss sets: one event dropped, one added, everything, nothing, a single other event."""
+    others = [e for e in pool if e not in chosen]
+    options = []
+    if chosen:
+        options.append(_names(chosen[:-1]) if len(chosen) > 1 else _names(others[:1]))
+    if others:
+        options.append(_names(sorted(chosen + [others[int(rng.integers(len(others)))]],
+                                     key=lambda e: e["onset_s"])))
+    options += [_names(pool), _names([]), _names(others[-1:])]
+    answer = _names(chosen)
+    return tuple(o for o in options if o != answer)
+
+
+def _loud_sounds(clip, rng):
+    fg = foreground(clip)
+    if "event_count" not in clip["facts"] or len(fg) < 2:
+        return None
+    chosen = [e for e in fg if e["loudness"] == "loud"]
+    return Draft("Which of the foreground sounds are loud?", _names(chosen), _subset_distractors(chosen, fg, rng),
+                 (("Loud sounds", _listing_items(chosen)),))
+
+
+def _pitch_filter(clip, rng):
+    beeps = [e for e in foreground(clip) if e.get("pitch") and e["source"] == "beep"]
+    if len(beeps) < 2:
+        return None
+    pitch = PITCH_ORDER[int(rng.integers(len(PITCH_ORDER)))]
+    chosen = [e for e in beeps if e["pitch"] == pitch]
+    return Draft(f"Which beeps are {pitch}?", _listing_items(chosen) if chosen else "none",
+                 tuple(_listing_items(x) for x in ([b] for b in beeps) if x[0] not in chosen) + ("none",),
+                 ((f"{pitch.capitalize()} beeps", _listing_items(chosen)),))
+
+
+def _before(clip, rng):
+    fg = foreground(clip)
+    names = [core_label(e) for e in fg]
+    candidates = [i for i in range(1, len(fg)) if names.count(names[i]) == 1 and names[i - 1] != names[i]]
+    if not candidates:
+        return None
+    i = candidates[int(rng.integers(len(candidates)))]
+    others = [n for n in names if n not in (names[i - 1], names[i])] + _shuffled(rng, SOUND_NAMES)
+    return Draft(f"What is heard just before the {names[i]}?", names[i - 1],
+                 tuple(n for n in others if n != names[i - 1]), (("Before", names[i - 1]),))
+
+
+def _loudest(clip, rng):
+    fg = foreground(clip)
+    if not clip["facts"].get("loudest_event") or len(fg) < 2:
+        return None
+    top = max(fg, key=lambda e: LOUDNESS_ORDER.index(e["loudness"]))
+    others = [core_label(e) for e in fg if e is not top]
+    return Draft("Which sound is the loudest?", core_label(top), tuple(others), (("Loudest", core_label(top)),))
+
+
+def _first(clip, rng):
+    fg = foreground(clip)
+    if len(fg) < 2 or core_label(fg[0]) in [core_label(e) for e in fg[1:]]:
+        return None
+    others = [core_label(e) for e in fg[1:]]
+    return Draft("What is heard first?", core_label(fg[0]), tuple(others), (("First", core_label(fg[0])),))
+
+
+# composite skills: labels only in the curation world. Their gold chains use only step keys that atomic skills
+# teach (Loud sounds, Low beeps, Count, Words, Before, Loudest, First, Voices, Instrument, Mode, Mood, ...), so
+# the base can in principle chain what it learned; it is never shown the chains themselves.
 
 def _count_pitch(clip, rng):
     beeps = [e for e in foreground(clip) if e.get("pitch") and e["source"] == "beep"]
@@ -334,7 +405,7 @@ def _before_speech(clip, rng):
     others = [core_label(e) for e in fg if core_label(e) != prev and e["kind"] != "speech"]
     others += [n for n in _shuffled(rng, SOUND_NAMES) if n != prev]
     return Draft("What is heard just before the person speaks?", prev, tuple(others),
-                 (("Speech", core_label(fg[idx[0]])), ("Before", prev)))
+                 (("Words", fg[idx[0]]["text"].rstrip(".?!")), ("Before", prev)))
 
 
 def _loudest_is_first(clip, rng):
@@ -345,7 +416,7 @@ def _loudest_is_first(clip, rng):
     top = max(fg, key=lambda e: LOUDNESS_ORDER.index(e["loudness"]))
     answer = "yes" if top is fg[0] else "no"
     return Draft("Is the loudest sound also the first sound?", answer, ("no" if answer == "yes" else "yes",),
-                 (("Loudest", core_label(top)), ("First", core_label(fg[0])), ("Same", answer)))
+                 (("Loudest", core_label(top)), ("First", core_label(fg[0]))))
 
 
 def _last_vs_first_pitch_high(clip, rng):
@@ -357,7 +428,8 @@ def _last_vs_first_pitch_high(clip, rng):
     answer = "high" if highs > lows else "low" if lows > highs else "equal"
     return Draft("Are there more high beeps or more low beeps?", answer,
                  tuple(a for a in ("high", "low", "equal") if a != answer),
-                 (("High beeps", str(highs)), ("Low beeps", str(lows)), ("More", answer)))
+                 (("High beeps", _listing_items([e for e in beeps if e["pitch"] == "high"])),
+                  ("Low beeps", _listing_items([e for e in beeps if e["pitch"] == "low"]))))
 
 
 def _reply_cause(clip, rng):
@@ -376,7 +448,7 @@ def _reply_cause(clip, rng):
     others = [n for n in _shuffled(rng, SOUND_NAMES) if n != name]
     text = said[0]["text"].rstrip(".?!")
     return Draft(f'What made the {VOICE_WORD[said[0]["voice"]]} say "{text}"?', name, tuple(others),
-                 (("Words", text), ("Before", name), ("Cause", name)))
+                 (("Words", text), ("Before", name)))
 
 
 def _word_count(clip, rng):
@@ -386,7 +458,7 @@ def _word_count(clip, rng):
     text = said[0]["text"]
     n = len(re.findall(r"[^\W\d_]+", text))
     return Draft(f"How many words does the {VOICE_WORD[said[0]['voice']]} say?", str(n), _count_distractors(n),
-                 (("Words", text.rstrip(".?!")), ("Word count", str(n))))
+                 (("Words", text.rstrip(".?!")), ("Count", str(n))))
 
 
 def _second_speaker_words(clip, rng):
@@ -399,7 +471,7 @@ def _second_speaker_words(clip, rng):
                                                if w != text]
     return Draft(f"What does the {VOICE_WORD[second['voice']]} answer the {VOICE_WORD[first['voice']]}?", text,
                  tuple(others), (("Voices", f"{VOICE_WORD[first['voice']]}, {VOICE_WORD[second['voice']]}"),
-                                 ("Second speaker", VOICE_WORD[second["voice"]]), ("Words", text)))
+                                 ("Words", text)))
 
 
 def _mood_instrument(clip, rng):
@@ -458,6 +530,11 @@ SKILLS: dict[str, Skill] = {s.name: s for s in (
     Skill("source", "atomic", "Perception Layer", "Environmental Perception and Reasoning", _source),
     Skill("meaning", "atomic", "Cultural Layer", "Professional Knowledge and Reasoning", _meaning),
     Skill("background", "atomic", "Perception Layer", "Spatial Analysis", _background),
+    Skill("loud_sounds", "atomic", "Signal Layer", "Acoustic Quality Analysis", _loud_sounds),
+    Skill("pitch_filter", "atomic", "Signal Layer", "Audio Difference Analysis", _pitch_filter),
+    Skill("before", "atomic", "Perception Layer", "Temporal Analysis", _before),
+    Skill("loudest", "atomic", "Signal Layer", "Acoustic Quality Analysis", _loudest),
+    Skill("first", "atomic", "Perception Layer", "Temporal Analysis", _first),
     Skill("count_pitch", "composite", "Perception Layer", "Counting and Statistics", _count_pitch),
     Skill("count_loud", "composite", "Signal Layer", "Acoustic Quality Analysis", _count_loud),
     Skill("before_speech", "composite", "Perception Layer", "Temporal Analysis", _before_speech),
@@ -553,7 +630,7 @@ def clip_truths(clip: dict) -> dict[str, str]:
         draft = SKILLS[name].build(clip, rng)
         if draft is not None:
             for key, value in draft.steps:
-                if key not in ("Earlier",):  # depends on which two events were asked about
+                if key not in ("Earlier", "Before"):  # depend on which events the question names
                     truths.setdefault(key, value)
     return truths
 

@@ -71,3 +71,14 @@ def test_annotator_and_thinker_chain(tiny_run):
     cot = stages["04-cot-generation"]
     assert cot["questions"] == qa["num_questions"]
     assert cot["samples"] == TINY.think.num_samples * cot["questions_sampled"]
+
+
+def test_auditor_accounts_for_every_sample(tiny_run):
+    run_dir, _ = tiny_run
+    stages = load_run_metrics(run_dir)["stages"]
+    audit_dir = run_dir / "05-quality-verification"
+    kept = [json.loads(x) for x in (audit_dir / "train.jsonl").read_text().splitlines()]
+    rejected = [json.loads(x) for x in (audit_dir / "rejected.jsonl").read_text().splitlines()]
+    assert len(kept) + len(rejected) == stages["04-cot-generation"]["samples"]
+    assert all(r["reason"] for r in rejected)
+    assert (audit_dir / "exports" / "llamafactory" / "dataset_info.json").exists()
