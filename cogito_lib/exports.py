@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .io import atomic_write_text, dumps_line, read_json, write_json
+from .io import atomic_write_text, dumps_line, read_json, scan_jsonl, write_json
 from .mmar import format_prompt
 
 AUDIO_TAG = "<audio>"
@@ -174,14 +174,9 @@ def validate_ms_swift(path: str | os.PathLike, *, check_paths: bool = True, requ
     if not path.is_file():
         return [f"{path} not found"]
     problems = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append(f"line {number}: not JSON ({err.msg})")
+    for number, record, problem in scan_jsonl(path):
+        if problem:
+            problems.append(f"line {number}: {problem}")
             continue
         problems += [f"line {number}: {p}" for p in validate_ms_swift_record(
             record, base_dir=path.parent, check_paths=check_paths, require_think=require_think)]

@@ -62,6 +62,18 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> Path:
     return atomic_write_text(path, "".join(dumps_line(r) for r in records))
 
 
+def scan_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any, str | None]]:
+    """Every non-blank line of a JSONL file as (line number, parsed value or None, problem or None), for
+    validators that report every bad line instead of stopping at the first."""
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line), None
+        except json.JSONDecodeError as err:
+            yield number, None, f"not valid JSON ({err.msg})"
+
+
 def read_jsonl(path: str | os.PathLike, *, tolerate_torn_tail: bool = True) -> list[dict]:
     """Read a JSONL file. A torn last line (a writer killed mid-append) is skipped; any other bad line raises
     ValueError naming the file and line number."""

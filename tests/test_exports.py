@@ -95,7 +95,7 @@ def test_ms_swift_file_validator_reports_line_numbers(tmp_path):
     path.write_text(json.dumps({**GOOD, "audios": []}) + "\nnot json\n")
     problems = E.validate_ms_swift(path)
     assert any(p.startswith("line 1: 1 <audio> tag(s) but 0") for p in problems)
-    assert any(p.startswith("line 2: not JSON") for p in problems)
+    assert any(p.startswith("line 2: not valid JSON") for p in problems)
 
 
 def test_llamafactory_validator_checks_the_declaration_and_resolves_relative_paths(tmp_path):

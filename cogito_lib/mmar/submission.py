@@ -1,12 +1,11 @@
 """The Interspeech 2026 Audio Reasoning Challenge submission format: validate and write."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from ..io import write_jsonl
+from ..io import scan_jsonl, write_jsonl
 from .rule import SUBMISSION_KEYS, THINKING_LIMIT
 
 def validate_submission(items: Sequence[Mapping], predictions_path: str | os.PathLike) -> list[str]:
@@ -17,13 +16,9 @@ def validate_submission(items: Sequence[Mapping], predictions_path: str | os.Pat
     known = {item["id"] for item in items}
     seen: dict[str, int] = {}
     problems = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append(f"line {number}: not valid JSON ({err.msg})")
+    for number, record, problem in scan_jsonl(path):
+        if problem:
+            problems.append(f"line {number}: {problem}")
             continue
         if not isinstance(record, dict):
             problems.append(f"line {number}: expected a JSON object, got {type(record).__name__}")

