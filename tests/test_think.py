@@ -58,23 +58,23 @@ def test_resume_after_a_kill_gives_the_same_files(run_dir, monkeypatch):
     think_module.think(profile, run_dir, progress=False)
     reference = (run_dir / "04-cot-generation" / "cot.jsonl").read_bytes()
 
-    import cogito_lib.models.generate as generate
+    from cogito_lib.models.backends import HFBackend
 
-    real = generate.generate_reasoning
+    real = HFBackend.generate
     calls = {"n": 0}
 
-    def dies_on_the_third_chunk(*args, **kwargs):
+    def dies_on_the_third_chunk(self, requests):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt("simulated kill")
-        return real(*args, **kwargs)
+        return real(self, requests)
 
-    monkeypatch.setattr(generate, "generate_reasoning", dies_on_the_third_chunk)
+    monkeypatch.setattr(HFBackend, "generate", dies_on_the_third_chunk)
     with pytest.raises(KeyboardInterrupt):
         think_module.think(profile, run_dir, progress=False)
     journal = read_jsonl(run_dir / "04-cot-generation" / "cot.partial.jsonl")
     assert sum(r.get("kind") == "chunk_done" for r in journal) == 2
-    monkeypatch.setattr(generate, "generate_reasoning", real)
+    monkeypatch.setattr(HFBackend, "generate", real)
     stats = think_module.think(profile, run_dir, progress=False)
     assert stats["resumed_chunks"] == 2
     assert (run_dir / "04-cot-generation" / "cot.jsonl").read_bytes() == reference
@@ -91,6 +91,11 @@ def test_missing_audio_is_skipped_with_a_reason(run_dir, tmp_path):
     stats = think_module.think(load_profile("tiny"), other, progress=False)
     assert stats["skipped"] == 1 and stats["questions_sampled"] == 2
     assert read_jsonl(other / "04-cot-generation" / "skipped.jsonl")[0]["reason"] == "missing_audio"
+
+
+def test_the_thinker_refuses_an_api_backend(run_dir):
+    with pytest.raises(ValueError, match="the thinker is the base model itself"):
+        think_module.thinker_backend(load_profile("tiny", {"models.backend": "openai"}), "x")
 
 
 def test_missing_inputs_name_the_notebook_to_run(tmp_path):

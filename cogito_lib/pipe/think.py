@@ -40,8 +40,8 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
           limit: int | None = None) -> dict:
     """Sample K reasoning traces per question with the thinker; return the stage's stats."""
     from ..base import base_model_path
-    from ..models import load_model
-    from ..models.generate import SamplingConfig, build_mmar_prompt, generate_reasoning
+    from ..models.backends import GenerationRequest
+    from ..models.generate import build_messages, format_mmar_question
     from ..train import AudioCache, set_threads
 
     run_dir = Path(run_dir)
@@ -70,7 +70,7 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
     done_chunks = {r["chunk"] for r in journal.records() if r.get("kind") == "chunk_done"}
     chunks = [usable[i:i + CHUNK_QUESTIONS] for i in range(0, len(usable), CHUNK_QUESTIONS)]
     todo = [i for i in range(len(chunks)) if i not in done_chunks]
-    model = processor = None
+    backend = None
     iterator = todo
     if progress and todo:
         from tqdm.auto import tqdm
@@ -78,21 +78,20 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
         iterator = tqdm(todo, desc="think", unit="chunk")
     try:
         for index in iterator:
-            if model is None:
-                model, processor = load_model(model_path, device=profile.models.device)
+            if backend is None:
+                backend = thinker_backend(profile, model_path)
             chunk = chunks[index]
-            prompts = [build_mmar_prompt(processor, *thinker_prompt_fields(q)) for q in chunk]
-            sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                      top_p=cfg.top_p, num_samples=cfg.num_samples,
-                                      seed=profile.collect.seed * 1000 + index)
-            report = generate_reasoning(model, processor, prompts, [audio(q["audio_path"]) for q in chunk],
-                                        sampling, batch_size=max(1, cfg.batch_size // cfg.num_samples))
-            for q, samples in zip(chunk, report.outputs):
-                for out in samples:
+            requests = [GenerationRequest(
+                request_id=q["id"], messages=build_messages(format_mmar_question(*thinker_prompt_fields(q))),
+                waveform=audio(q["audio_path"]), max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                top_p=cfg.top_p, num_samples=cfg.num_samples, seed=profile.collect.seed * 1000 + index)
+                for q in chunk]
+            for q, result in zip(chunk, backend.generate(requests)):
+                for sample_index, (text, out) in enumerate(zip(result.texts, result.splits)):
                     journal.append({
                         "kind": "sample", "chunk": index,
-                        "id": f"{q['id']}-s{out.sample_index}", "question_id": q["id"], "clip_id": q["clip_id"],
-                        "sample_index": out.sample_index, "text": out.text, "thinking": out.thinking,
+                        "id": f"{q['id']}-s{sample_index}", "question_id": q["id"], "clip_id": q["clip_id"],
+                        "sample_index": sample_index, "text": text, "thinking": out.thinking,
                         "answer_prediction": out.answer_prediction, "parse_status": out.parse_status,
                         "parse_failed": out.parse_failed, "thinker": str(model_path), "generation": generation,
                     })
@@ -130,6 +129,19 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
     }
     write_json(stage_dir / "stats.json", stats)
     return stats
+
+
+def thinker_backend(profile: Profile, model_path: str):
+    """The thinker's generation backend: in-process transformers (`hf`, the miniature) or vLLM (`paper`)."""
+    from ..models.backends import make_backend
+
+    batch = max(1, profile.think.batch_size // profile.think.num_samples)
+    if profile.models.backend == "hf":
+        return make_backend("hf", model_path, batch_size=batch, device=profile.models.device)
+    if profile.models.backend == "vllm":
+        return make_backend("vllm", model_path)
+    raise ValueError(f"models.backend {profile.models.backend!r} cannot run the thinker: the thinker is the base "
+                     "model itself, served in-process (hf) or with vLLM (vllm)")
 
 
 def _rate_by(cot: list[dict], correct: list[bool], by_id: dict, key: str) -> dict:
