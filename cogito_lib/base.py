@@ -30,12 +30,27 @@ from .train import AudioCache, LoopConfig, SFTExample, set_threads, summarise_lo
 STAGE = "01-base-model"
 
 
+# Code that defines the pretraining data: a change to any of these files is a different base.
+_DATA_CODE = ("tasks.py", "world/scenes.py", "world/synth.py", "world/tts.py")
+
+
+def _code_hash() -> str:
+    import hashlib
+
+    root = Path(__file__).parent
+    digest = hashlib.sha1()
+    for name in _DATA_CODE:
+        digest.update((root / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def fingerprint(profile: Profile) -> str:
-    """Hash of everything that shapes the trained base (not the check-set settings)."""
+    """Hash of everything that shapes the trained base: its settings, the world's, the family, and the code that
+    writes the pretraining data (not the check-set settings)."""
     base = dataclasses.asdict(profile.base)
     for key in ("check_seed", "check_clips", "check_samples", "max_new_tokens", "threads"):
         base.pop(key)
-    return stable_id(base, dataclasses.asdict(profile.world), profile.models.family, length=10)
+    return stable_id(base, dataclasses.asdict(profile.world), profile.models.family, _code_hash(), length=10)
 
 
 def mmar_prompt_text(question: dict) -> str:
