@@ -130,12 +130,24 @@ class ThinkConfig:
 class TrainConfig:
     """Self-distillation fine-tuning with LoRA."""
 
-    epochs: float = 1.0  # passes over the audited traces
-    learning_rate: float = 5e-4  # LoRA learning rate
+    epochs: float = 1.0  # passes over the audited traces (used when max_steps is 0)
+    learning_rate: float = 5e-4  # LoRA learning rate (MINIATURE.md: 5e-4 shows the effect in minutes)
     lora_rank: int = 16  # LoRA r
     lora_alpha: int = 32  # LoRA alpha
     batch_size: int = 16  # sequences per optimisation step
-    max_steps: int = 0  # 0 = derived from epochs
+    max_steps: int = 100  # optimisation steps of every variant; 0 = derived from epochs over the self_distill set
+    variants: str = "self_distill,answer_only,no_audit,base_cont,gold_cot"  # comma-separated (cogito_lib.distill)
+    replay_atomic: int = 400  # fixed atomic pretraining items mixed into every variant (0 = none)
+    rounds: int = 1  # self-distillation rounds; round r samples with the round r-1 model as thinker
+    seed: int = 0  # batch order, replay draw and initialisation seed (same for every variant)
+    warmup_steps: int = 5  # linear learning-rate warm-up
+    lora_dropout: float = 0.0  # LoRA dropout
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"  # language-model projections
+    freeze_audio: bool = True  # keep the audio encoder frozen (False trains it in full beside the LoRA)
+    checkpoint_every: int = 25  # steps between resumable checkpoints (0 = only at the end)
+    merge: bool = True  # also save the base with the adapter merged in (what notebook 07 loads)
+    threads: int = 0  # torch CPU threads per training process; 0 = all cores
+    parallel: int = 1  # variants trained at once as separate one-thread processes (1 = in-process, in turn)
 
 
 @dataclass(frozen=True)
@@ -205,7 +217,7 @@ def _tiny() -> Profile:
                         check_samples=2, max_new_tokens=48),
         annotate=AnnotateConfig(num_seed_questions=20),
         think=ThinkConfig(num_samples=2, max_new_tokens=48, batch_size=8),
-        train=TrainConfig(batch_size=4, max_steps=4),
+        train=TrainConfig(batch_size=4, max_steps=4, replay_atomic=8, warmup_steps=1, checkpoint_every=2),
         eval=EvalConfig(num_items=28, seed=1107),
     )
 
@@ -240,7 +252,8 @@ def _paper() -> Profile:
             seed_pool="data/seed_questions.jsonl",
         ),
         think=ThinkConfig(num_samples=1, temperature=0.7, top_p=0.95, max_new_tokens=4096, batch_size=256),
-        train=TrainConfig(epochs=1.0, learning_rate=1e-5, lora_rank=8, lora_alpha=32, batch_size=32),
+        train=TrainConfig(epochs=1.0, learning_rate=1e-5, lora_rank=8, lora_alpha=32, batch_size=32, max_steps=0,
+                          variants="self_distill", replay_atomic=0, warmup_steps=100, checkpoint_every=500),
         eval=EvalConfig(benchmark="mmar", num_items=1000, seed=0),
         datasets=DatasetRoots(**roots),
     )

@@ -236,9 +236,11 @@ class MetadataJudge:
         stated = {}
         for key, value in parsed.steps:
             stated.setdefault(key, value)
+        optional = set(question.get("optional_steps") or ())
         for key, value in gold_steps.items():
             if key not in stated:
-                reasons.append(f"skipped step '{key}'")
+                if key not in optional:  # a step that only restates the listing may be left out
+                    reasons.append(f"skipped step '{key}'")
             elif stated[key] != value:
                 reasons.append(f"false step '{key}: {stated[key]}' (true: {value})")
         truths = clip_truths(dict(clip)) if clip is not None else {}

@@ -130,6 +130,7 @@ class Draft:
     answer: str
     distractors: tuple[str, ...]
     steps: tuple[tuple[str, str], ...]
+    optional: tuple[str, ...] = ()  # step keys that only restate the listing: a trace may skip them
 
 
 def _choices(answer: str, distractors, rng: np.random.Generator, k: int = 4) -> list[str]:
@@ -405,7 +406,7 @@ def _before_speech(clip, rng):
     others = [core_label(e) for e in fg if core_label(e) != prev and e["kind"] != "speech"]
     others += [n for n in _shuffled(rng, SOUND_NAMES) if n != prev]
     return Draft("What is heard just before the person speaks?", prev, tuple(others),
-                 (("Words", fg[idx[0]]["text"].rstrip(".?!")), ("Before", prev)))
+                 (("Words", fg[idx[0]]["text"].rstrip(".?!")), ("Before", prev)), optional=("Words",))
 
 
 def _loudest_is_first(clip, rng):
@@ -448,7 +449,7 @@ def _reply_cause(clip, rng):
     others = [n for n in _shuffled(rng, SOUND_NAMES) if n != name]
     text = said[0]["text"].rstrip(".?!")
     return Draft(f'What made the {VOICE_WORD[said[0]["voice"]]} say "{text}"?', name, tuple(others),
-                 (("Words", text), ("Before", name)))
+                 (("Words", text), ("Before", name)), optional=("Words",))
 
 
 def _word_count(clip, rng):
@@ -458,7 +459,7 @@ def _word_count(clip, rng):
     text = said[0]["text"]
     n = len(re.findall(r"[^\W\d_]+", text))
     return Draft(f"How many words does the {VOICE_WORD[said[0]['voice']]} say?", str(n), _count_distractors(n),
-                 (("Words", text.rstrip(".?!")), ("Count", str(n))))
+                 (("Words", text.rstrip(".?!")), ("Count", str(n))), optional=("Words",))
 
 
 def _second_speaker_words(clip, rng):
@@ -471,7 +472,7 @@ def _second_speaker_words(clip, rng):
                                                if w != text]
     return Draft(f"What does the {VOICE_WORD[second['voice']]} answer the {VOICE_WORD[first['voice']]}?", text,
                  tuple(others), (("Voices", f"{VOICE_WORD[first['voice']]}, {VOICE_WORD[second['voice']]}"),
-                                 ("Words", text)))
+                                 ("Words", text)), optional=("Voices",))
 
 
 def _mood_instrument(clip, rng):
@@ -582,6 +583,7 @@ def make_question(clip: dict, skill_name: str, rng: np.random.Generator, *, num_
         "skill": skill_name,
         "listing": listing(clip),
         "steps": steps,
+        "optional_steps": list(draft.optional),
         "thinking": reasoning_text(listing(clip), draft.steps, draft.answer),
     }
 

@@ -82,3 +82,14 @@ def test_auditor_accounts_for_every_sample(tiny_run):
     assert len(kept) + len(rejected) == stages["04-cot-generation"]["samples"]
     assert all(r["reason"] for r in rejected)
     assert (audit_dir / "exports" / "llamafactory" / "dataset_info.json").exists()
+
+
+def test_training_and_evaluation_close_the_loop(tiny_run):
+    run_dir, _ = tiny_run
+    stages = load_run_metrics(run_dir)["stages"]
+    assert "06-self-distillation-training" in stages and "07-mmar-evaluation" in stages
+    meta = run_dir / "07-mmar-evaluation" / "mmar-synth" / "MMAR-meta.jsonl"
+    items = [json.loads(x) for x in meta.read_text().splitlines()]
+    assert len(items) == TINY.eval.num_items
+    assert {item["tier"] for item in items} == {"atomic", "composite"}
+    assert (run_dir / "07-mmar-evaluation" / "predictions-base.jsonl").exists()

@@ -123,3 +123,17 @@ def test_questions_for_clip_draws_distinct_skills(clips):
         assert 1 <= len(qs) <= 3 and len({q["skill"] for q in qs}) == len(qs)
     with pytest.raises(ValueError, match="unknown tier"):
         tasks.skills_of("hard")
+
+
+def test_steps_that_restate_the_listing_are_optional_but_must_be_true(questions):
+    judge = MetadataJudge()
+    found = [(c, q) for c, q in questions if q["optional_steps"]]
+    if not found:
+        pytest.skip("no question with an optional step in this sample")
+    clip, q = found[0]
+    key = q["optional_steps"][0]
+    kept = [tuple(s) for s in q["steps"] if s[0] != key]
+    assert judge.verify(q, tasks.reasoning_text(q["listing"], kept, q["answer"]), q["answer"], clip).ok
+    wrong = [(k, "something else" if k == key else v) for k, v in map(tuple, q["steps"])]
+    verdict = judge.verify(q, tasks.reasoning_text(q["listing"], wrong, q["answer"]), q["answer"], clip)
+    assert any(f"false step '{key}" in r for r in verdict.reasons)

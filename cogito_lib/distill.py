@@ -1,0 +1,392 @@
+"""Notebook 06: self-distillation fine-tuning, and the equal-compute controls that make it interpretable.
+
+The base is LoRA-fine-tuned on its own audited reasoning traces (the paper: ms-swift, 1 epoch, lr 1e-5; the
+objective is the likelihood of `<think>reasoning</think>answer` given audio + question). MINIATURE.md showed
+that a gain over the base means little on its own, so every variant below is trained from the same base for the
+**same number of optimisation steps**, with the same fixed replay of atomic pretraining items mixed in, and
+saved as its own adapter in `RUN_DIR/06-self-distillation-training/<variant>/adapter/`:
+
+- `self_distill`: the auditor's survivors (05/train.jsonl): the thinker's own reasoning and answer;
+- `answer_only`: every annotated question's label (03/qa.jsonl), answer without reasoning - the bar that
+  matters in miniature (the labels alone carried most of the value there);
+- `no_audit`: every thinker sample (04/cot.jsonl), rejected ones included: what the audit is worth;
+- `base_cont`: the base's own atomic pretraining data (01): what more of the same training gives;
+- `gold_cot`: ground-truth reasoning (`tasks.reasoning_text` of the question's listing and steps) for the
+  survivors' questions: reasoning that is always right.
+
+`rounds` > 1 adds later self-distillation rounds (`next_round`): the previous round's merged model becomes the
+thinker, Cogito-pipe's stages 3 and 4 run into a round folder, and the model trains on the new survivors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .base import STAGE as BASE_STAGE
+from .base import base_model_path, mmar_prompt_text
+from .config import Profile
+from .io import read_json, read_jsonl, stable_id, write_json, write_jsonl
+from .train import AudioCache, LoopConfig, SFTExample, prepare_lora, save_adapter, set_threads, summarise_log, \
+    train_sft
+
+STAGE = "06-self-distillation-training"
+VARIANTS = ("self_distill", "answer_only", "no_audit", "base_cont", "gold_cot")
+VARIANT_TEXT = {
+    "self_distill": "the auditor's survivors: the thinker's own reasoning and answer",
+    "answer_only": "every annotated question's label, answer without reasoning",
+    "no_audit": "every thinker sample, rejected ones included",
+    "base_cont": "the base's own atomic pretraining data (more of the same training)",
+    "gold_cot": "ground-truth reasoning for the survivors' questions",
+}
+QA = Path("03-qa-construction") / "qa.jsonl"
+COT = Path("04-cot-generation") / "cot.jsonl"
+SURVIVORS = Path("05-quality-verification") / "train.jsonl"
+PRETRAIN = Path(BASE_STAGE) / "pretrain-questions.jsonl"
+
+
+@dataclass
+class TrainingSet:
+    """One variant's examples (own data first, then the shared replay) and where they came from."""
+
+    variant: str
+    examples: list[SFTExample]
+    own: int  # examples from the variant's own source
+    replay: int  # atomic replay examples appended
+    sources: dict = field(default_factory=dict)  # counts that explain `own` (e.g. samples by audit outcome)
+    note: str = ""
+
+    def summary(self) -> dict:
+        with_reasoning = sum(e.reasoning is not None for e in self.examples[: self.own])
+        return {"variant": self.variant, "own": self.own, "replay": self.replay, "examples": len(self.examples),
+                "with_reasoning": with_reasoning, "sources": self.sources, "note": self.note}
+
+
+def variant_list(text: str | Sequence[str] | None, profile: Profile) -> list[str]:
+    """Variants named in `text` (comma-separated or a list; None = `train.variants`), checked, in order."""
+    if text is None:
+        text = profile.train.variants
+    names = [v.strip() for v in (text.split(",") if isinstance(text, str) else text) if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    return list(dict.fromkeys(names))
+
+
+# --------------------------------------------------------------------------------------------- training sets
+def load_inputs(run_dir: str | Path, *, survivors_path: Path | None = None) -> dict[str, Any]:
+    """The files the variants are built from. qa.jsonl is required; the others may be absent or empty (a
+    variant without data is skipped and says why)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / QA).exists():
+        raise FileNotFoundError(f"{run_dir / QA} not found: run notebook 03 (QA construction) first")
+    return {"qa": read_jsonl(run_dir / QA), "cot": read_jsonl(run_dir / COT),
+            "survivors": read_jsonl(survivors_path or run_dir / SURVIVORS),
+            "pretrain": read_jsonl(run_dir / PRETRAIN)}
+
+
+def _audio(run_dir: Path, record: dict) -> str:
+    path = record.get("audio_file") or record["audio_path"]
+    return path if Path(path).is_absolute() else str(run_dir / path)
+
+
+def replay_examples(inputs: dict, count: int, seed: int) -> list[SFTExample]:
+    """A fixed, seeded draw of `count` atomic pretraining items (gold reasoning), the same for every variant."""
+    pool = inputs["pretrain"]
+    if count <= 0 or not pool:
+        return []
+    rng = np.random.default_rng(seed + 7919)
+    chosen = sorted(rng.choice(len(pool), size=min(count, len(pool)), replace=False).tolist())
+    return [SFTExample(pool[i]["audio_file"], mmar_prompt_text(pool[i]), pool[i]["thinking"], pool[i]["answer"])
+            for i in chosen]
+
+
+def build_training_set(variant: str, inputs: dict, run_dir: str | Path, replay: Sequence[SFTExample] = ()) -> TrainingSet:
+    """The examples of one variant (see the module docstring), followed by the shared replay."""
+    from .tasks import reasoning_text
+
+    run_dir = Path(run_dir)
+    qa_by_id = {q["id"]: q for q in inputs["qa"]}
+    sources: dict[str, Any] = {}
+    note = ""
+    if variant == "self_distill":
+        # the thinker's own words: its reasoning and its answer (which the audit found consistent with the label)
+        own = [SFTExample(_audio(run_dir, r), mmar_prompt_text(r), r["thinking"],
+                          r.get("answer_prediction") or r["answer"]) for r in inputs["survivors"]]
+        sources = {"survivors": len(own), "questions": len({r["question_id"] for r in inputs["survivors"]})}
+        note = "" if own else "no trace survived the audit"
+    elif variant == "answer_only":
+        own = [SFTExample(_audio(run_dir, q), mmar_prompt_text(q), None, q["answer"]) for q in inputs["qa"]]
+        sources = {"questions": len(own), "by_tier": dict(Counter(q.get("tier") for q in inputs["qa"]))}
+    elif variant == "no_audit":
+        survivor_ids = {r["id"] for r in inputs["survivors"]}
+        own, missing = [], 0
+        for r in inputs["cot"]:
+            q = qa_by_id.get(r["question_id"])
+            if q is None:
+                missing += 1
+                continue
+            own.append(SFTExample(_audio(run_dir, q), mmar_prompt_text(q), r.get("thinking") or "",
+                                  r.get("answer_prediction") or ""))
+        kept = sum(r["id"] in survivor_ids for r in inputs["cot"])
+        sources = {"samples": len(own), "kept_by_audit": kept, "rejected_by_audit": len(own) - kept,
+                   "parse_failed": sum(bool(r.get("parse_failed")) for r in inputs["cot"]),
+                   "unknown_question": missing}
+        note = "" if own else "the thinker produced no samples"
+    elif variant == "base_cont":
+        pool = inputs["pretrain"]
+        own = [SFTExample(q["audio_file"], mmar_prompt_text(q), q["thinking"], q["answer"]) for q in pool]
+        sources = {"pretraining_items": len(own)}
+        note = "" if own else f"{PRETRAIN} not found (only the miniature's base has pretraining data here)"
+    elif variant == "gold_cot":
+        own, no_gold = [], 0
+        for r in inputs["survivors"]:  # one per survivor: the same questions, weighted as in self_distill
+            q = qa_by_id.get(r["question_id"], r)
+            if not q.get("listing") or not q.get("steps"):
+                no_gold += 1
+                continue
+            own.append(SFTExample(_audio(run_dir, q), mmar_prompt_text(q),
+                                  reasoning_text(q["listing"], [tuple(s) for s in q["steps"]], q["answer"]),
+                                  q["answer"]))
+        sources = {"survivors": len(inputs["survivors"]), "without_gold_reasoning": no_gold}
+        note = "" if own else "no survivors with gold reasoning (listing and steps)"
+    else:
+        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if not own:
+        return TrainingSet(variant, [], 0, 0, sources, note)
+    return TrainingSet(variant, own + list(replay), len(own), len(replay), sources, note)
+
+
+def build_training_sets(profile: Profile, run_dir: str | Path, variants: Sequence[str] | None = None,
+                        *, inputs: dict | None = None) -> dict[str, TrainingSet]:
+    """Every requested variant's training set, with the same fixed atomic replay in each."""
+    inputs = inputs if inputs is not None else load_inputs(run_dir)
+    replay = replay_examples(inputs, profile.train.replay_atomic, profile.train.seed)
+    return {v: build_training_set(v, inputs, run_dir, replay) for v in variant_list(variants, profile)}
+
+
+def planned_steps(profile: Profile, sets: dict[str, TrainingSet], inputs: dict | None = None) -> int:
+    """The one step count every variant trains for: `train.max_steps`, or `epochs` over the self-distillation
+    set (survivors + replay; the answer-only set when nothing survived)."""
+    t = profile.train
+    if t.max_steps > 0:
+        return t.max_steps
+    reference = sets.get("self_distill")
+    size = reference.own + reference.replay if reference and reference.own else 0
+    if not size and inputs is not None:
+        size = len(inputs["survivors"]) + t.replay_atomic
+    if not size:
+        size = max((s.own + s.replay for s in sets.values()), default=0)
+    return max(1, math.ceil(t.epochs * size / t.batch_size))
+
+
+# --------------------------------------------------------------------------------------------- training
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _fingerprint(profile: Profile, base: str, steps: int, tset: TrainingSet) -> str:
+    train = dataclasses.asdict(profile.train)
+    for key in ("variants", "rounds", "threads", "parallel", "checkpoint_every", "merge"):
+        train.pop(key)
+    data = stable_id([dataclasses.astuple(e) for e in tset.examples], length=16)
+    return stable_id(train, str(base), steps, data, profile.models.dtype, length=12)
+
+
+def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, steps: int, *, base: str,
+                  progress: bool = True) -> dict:
+    """Train one variant's LoRA adapter from `base` for `steps` steps into `out_dir` (adapter/, merged/,
+    train_log.jsonl, data.jsonl, summary.json). A finished variant with the same inputs is not retrained; an
+    interrupted one resumes from its last checkpoint."""
+    from .models import load_model, save_model
+
+    out_dir = Path(out_dir)
+    t = profile.train
+    key = _fingerprint(profile, base, steps, tset)
+    summary_path = out_dir / "summary.json"
+    previous = read_json(summary_path)
+    if previous and previous.get("fingerprint") == key and previous.get("status") == "trained":
+        return {**previous, "cached": True}
+    started_file = out_dir / "fingerprint.json"
+    if read_json(started_file, {}).get("fingerprint") != key and out_dir.exists() and _is_main():
+        shutil.rmtree(out_dir)  # a checkpoint from other settings or data must not be resumed
+    if _is_main():
+        write_json(started_file, {"fingerprint": key})
+        write_jsonl(out_dir / "data.jsonl", [dict(dataclasses.asdict(e), source="own" if i < tset.own else "replay")
+                                             for i, e in enumerate(tset.examples)])
+    import torch
+
+    model, processor = load_model(base, dtype=profile.models.dtype, device=profile.models.device)
+    torch.manual_seed(t.seed)  # LoRA's initial weights: the same in every variant, run and rank
+    model = prepare_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, t.lora_targets, t.freeze_audio)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    cfg = LoopConfig(steps=steps, batch_size=t.batch_size, learning_rate=t.learning_rate,
+                     warmup_steps=min(t.warmup_steps, max(0, steps - 1)), seed=t.seed)
+    resumed = (out_dir / "checkpoint.pt").exists()
+    started = time.perf_counter()
+    logs = train_sft(model, processor, tset.examples, cfg, audio=AudioCache(), log_path=out_dir / "train_log.jsonl",
+                     progress=progress, checkpoint_dir=out_dir, checkpoint_every=t.checkpoint_every)
+    summary = {"variant": tset.variant, "status": "trained", "fingerprint": key, "base": str(base),
+               "steps": steps, "examples": len(tset.examples), "own": tset.own, "replay": tset.replay,
+               "trainable_parameters": trainable, "parameters": total, "resumed": resumed,
+               "wall_s": round(time.perf_counter() - started, 2), **summarise_log(logs),
+               "adapter": str(out_dir / "adapter"), "merged": str(out_dir / "merged") if t.merge else None}
+    if _is_main():
+        save_adapter(model, out_dir / "adapter")
+        processor.save_pretrained(out_dir / "adapter")
+        if t.merge:
+            save_model(model, processor, out_dir / "merged", merge=True)
+        write_json(summary_path, summary)
+    summary["cached"] = False
+    return summary
+
+
+def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] | str | None = None, *,
+                 progress: bool = True) -> dict:
+    """Build and train every requested variant (in turn, in this process) with equal step counts; variants
+    without data are skipped with the reason. Writes and returns `RUN_DIR/06-.../stats.json`."""
+    run_dir = Path(run_dir)
+    stage_dir = run_dir / STAGE
+    names = variant_list(variants, profile)
+    inputs = load_inputs(run_dir)
+    sets = build_training_sets(profile, run_dir, names, inputs=inputs)
+    steps = planned_steps(profile, sets, inputs)
+    base = base_model_path(profile, run_dir)
+    threads = set_threads(profile.train.threads)
+    results: dict[str, dict] = {}
+    for name in names:
+        tset = sets[name]
+        if not tset.examples:
+            results[name] = {"variant": name, "status": "skipped", "reason": tset.note, "steps": 0, "examples": 0}
+            continue
+        results[name] = train_variant(profile, stage_dir / name, tset, steps, base=base, progress=progress)
+    if profile.train.rounds > 1 and "self_distill" in names and results["self_distill"].get("status") == "trained":
+        previous = results["self_distill"]
+        for round_index in range(2, profile.train.rounds + 1):
+            previous = next_round(profile, run_dir, round_index, previous["merged"], progress=progress)
+            results[f"self_distill_round{round_index}"] = previous
+            if previous.get("status") != "trained":
+                break
+    stats = {"steps": steps, "base": str(base), "threads": threads, "variants": results,
+             "training_sets": {name: s.summary() for name, s in sets.items()},
+             "replay_atomic": profile.train.replay_atomic}
+    if _is_main():
+        write_json(stage_dir / "stats.json", stats)
+    return stats
+
+
+def load_logs(run_dir: str | Path, variants: Sequence[str] | None = None) -> dict[str, list[dict]]:
+    """Each trained variant's log rows (step, loss, lr, tokens, tokens_per_s, seconds)."""
+    stage_dir = Path(run_dir) / STAGE
+    names = variants or sorted(p.name for p in stage_dir.iterdir() if (p / "train_log.jsonl").exists())
+    return {name: read_jsonl(stage_dir / name / "train_log.jsonl") for name in names
+            if (stage_dir / name / "train_log.jsonl").exists()}
+
+
+def launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[str], *, processes: int = 2,
+                    overrides: dict[str, Any] | None = None, log_dir: str | Path | None = None) -> dict[str, int]:
+    """Train independent variants as separate processes with one torch thread each, `processes` at a time
+    (MINIATURE.md: ~1.3x the throughput of one process on 2 cores). Returns each variant's exit code."""
+    import json
+
+    run_dir = Path(run_dir)
+    log_dir = Path(log_dir or run_dir / STAGE / "logs")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    sets = [f"{k}={json.dumps(v)}" for k, v in (overrides or {}).items() if v is not None]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    pending, running, codes = list(variants), {}, {}
+    while pending or running:
+        while pending and len(running) < max(1, processes):
+            name = pending.pop(0)
+            cmd = [sys.executable, "-m", "cogito_lib.train", "--profile", profile_name, "--run-dir", str(run_dir),
+                   "--variant", name, "--threads", "1", "--no-progress"]
+            for item in sets:
+                cmd += ["--set", item]
+            out = open(log_dir / f"{name}.log", "w")
+            running[name] = (subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env), out)
+        for name, (proc, out) in list(running.items()):
+            if proc.poll() is not None:
+                out.close()
+                codes[name] = proc.returncode
+                del running[name]
+        time.sleep(0.2)
+    return codes
+
+
+# --------------------------------------------------------------------------------------------- later rounds
+def round_run_dir(run_dir: str | Path, round_index: int) -> Path:
+    """A run dir for round `round_index`'s stages 3-4: it links the real 01-03 folders and holds its own 04/05."""
+    run_dir = Path(run_dir).resolve()
+    shadow = run_dir / STAGE / f"round{round_index}" / "run"
+    shadow.mkdir(parents=True, exist_ok=True)
+    for name in (BASE_STAGE, "02-data-collection", "03-qa-construction"):
+        link = shadow / name
+        if not link.exists() and (run_dir / name).exists():
+            link.symlink_to(run_dir / name, target_is_directory=True)
+    return shadow
+
+
+def next_round(profile: Profile, run_dir: str | Path, round_index: int, thinker: str | Path, *,
+               progress: bool = True) -> dict:
+    """Round `round_index` of self-distillation: the previous round's merged model (`thinker`) samples K traces
+    per question (stage 3) and the auditor checks them (stage 4), both into `round_run_dir`; the thinker is then
+    fine-tuned on its own new survivors for the same number of steps (so its equal-compute control is
+    `base_cont` trained for `round_index` x steps). Writes `RUN_DIR/06-.../self_distill_round<r>/`."""
+    from .pipe.audit import audit
+    from .pipe.think import think
+
+    run_dir = Path(run_dir)
+    shadow = round_run_dir(run_dir, round_index)
+    if not (shadow / COT).exists():
+        think(profile, shadow, thinker=str(thinker), progress=progress)
+    if not (shadow / SURVIVORS).exists():
+        audit(profile, shadow, progress=progress, export=False, figures=False)
+    inputs = load_inputs(run_dir, survivors_path=shadow / SURVIVORS)
+    replay = replay_examples(inputs, profile.train.replay_atomic, profile.train.seed)
+    tset = build_training_set("self_distill", inputs, run_dir, replay)
+    name = f"self_distill_round{round_index}"
+    if not tset.examples:
+        return {"variant": name, "status": "skipped", "reason": tset.note, "steps": 0, "examples": 0}
+    steps = planned_steps(profile, {"self_distill": tset})
+    return train_variant(profile, run_dir / STAGE / name, dataclasses.replace(tset, variant=name), steps,
+                         base=str(thinker), progress=progress)
+
+
+# --------------------------------------------------------------------------------------------- plots
+def plot_training_curves(logs: dict[str, list[dict]], save_as: str | Path | None = None, *, smooth: int = 5):
+    """Loss (running mean), learning rate and tokens/s per step for every variant, from the trainer's logs."""
+    import pandas as pd
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    from .plots import use_theme
+
+    rows = [{**r, "variant": name} for name, rows_ in logs.items() for r in rows_]
+    frame = pd.DataFrame(rows)
+    use_theme()
+    figure = Figure(figsize=(13, 3.6), layout="constrained")
+    loss_ax, lr_ax, speed_ax = figure.subplots(1, 3, width_ratios=[2, 1, 1])
+    if not frame.empty:
+        frame["loss (running mean)"] = frame.groupby("variant")["loss"].transform(
+            lambda s: s.rolling(max(1, smooth), min_periods=1).mean())
+        sns.lineplot(data=frame, x="step", y="loss (running mean)", hue="variant", ax=loss_ax)
+        sns.lineplot(data=frame, x="step", y="lr", hue="variant", ax=lr_ax, legend=False)
+        sns.lineplot(data=frame, x="step", y="tokens_per_s", hue="variant", ax=speed_ax, legend=False)
+    loss_ax.set(title="training loss (assistant tokens)", ylabel="cross-entropy")
+    lr_ax.set(title="learning rate", ylabel="lr")
+    speed_ax.set(title="throughput", ylabel="supervised tokens / s")
+    if save_as is not None:
+        Path(save_as).parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(save_as, dpi=110)
+    return figure

@@ -1,0 +1,204 @@
+"""Self-distillation fine-tuning (06): loss mask, LoRA placement, each variant's training set, equal steps,
+resumption after `kill -9`, the CLI, and a run where nothing survived the audit (tiny profile, synthetic run dir)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cogito_lib.base import STAGE as BASE_STAGE
+from cogito_lib.base import fingerprint, mmar_prompt_text
+from cogito_lib.config import load_profile
+from cogito_lib.distill import STAGE, build_training_sets, load_inputs, planned_steps, run_variants
+from cogito_lib.io import read_json, read_jsonl, write_json, write_jsonl
+from cogito_lib.tasks import reasoning_text
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = load_profile("tiny", {"train.max_steps": 2, "train.replay_atomic": 3, "train.checkpoint_every": 2})
+THINKING = "I hear: loud low beep; quiet high beep\nLow beeps: loud low beep\nCount: 1\nSo the answer is 1."
+
+
+def _question(i: int, tier: str = "composite") -> dict:
+    return {"id": f"q{i}", "clip_id": f"c{i % 3}", "audio_path": f"02-data-collection/audio/c{i % 3}.wav",
+            "question": "How many low beeps are there?", "choices": ["1", "2", "3"], "answer": "1", "tier": tier,
+            "skill": "count_pitch", "listing": ["loud low beep", "quiet high beep"],
+            "steps": [["Low beeps", "loud low beep"], ["Count", "1"]]}
+
+
+def make_run_dir(run_dir: Path, *, survivors: bool = True, profile=TINY) -> Path:
+    """A run dir with the files 06 reads: a tiny base (01), audio, qa.jsonl, cot.jsonl, train.jsonl and the
+    base's pretraining questions. Cheap: no world synthesis, no pretraining."""
+    import soundfile as sf
+
+    from cogito_lib.models import build_tiny_model
+
+    audio_dir = run_dir / "02-data-collection" / "audio"
+    audio_dir.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        t = np.arange(16000) / 16000
+        sf.write(audio_dir / f"c{i}.wav", (0.3 * np.sin(2 * np.pi * (300 + 500 * i) * t)
+                                             + 0.01 * rng.standard_normal(t.size)).astype("float32"), 16000)
+    qa = [_question(i) for i in range(6)]
+    write_jsonl(run_dir / "03-qa-construction" / "qa.jsonl", qa)
+    cot = []
+    for q in qa:
+        for s in range(2):
+            good = s == 0 and q["id"] in ("q0", "q1", "q2")
+            cot.append({"id": f"{q['id']}-s{s}", "question_id": q["id"], "clip_id": q["clip_id"], "sample_index": s,
+                        "thinking": THINKING if good else "I hear: loud beep\nCount: 3\nSo the answer is 3.",
+                        "answer_prediction": "1" if good else "3", "parse_failed": False})
+    write_jsonl(run_dir / "04-cot-generation" / "cot.jsonl", cot)
+    kept = [dict(r, audio_path=q["audio_path"], question=q["question"], choices=q["choices"], answer=q["answer"],
+                 tier=q["tier"], skill=q["skill"])
+            for r in cot for q in qa if r["question_id"] == q["id"] and r["answer_prediction"] == "1"]
+    write_jsonl(run_dir / "05-quality-verification" / "train.jsonl", kept if survivors else [])
+    pretrain = [dict(_question(10 + i, "atomic"), audio_file=str(audio_dir / f"c{i % 3}.wav"), thinking=THINKING,
+                     id=f"p{i}") for i in range(8)]
+    write_jsonl(run_dir / BASE_STAGE / "pretrain-questions.jsonl", pretrain)
+    base_dir = run_dir / BASE_STAGE / f"base-{fingerprint(profile)}"
+    corpus = [mmar_prompt_text(q) for q in qa] + [THINKING, "I hear: loud beep Count: 3 So the answer is 3."]
+    build_tiny_model(profile.models.family, base_dir / "model", corpus * 5, size="tiny", seed=0)
+    write_json(base_dir / "base.json", {"model_dir": str(base_dir / "model")})
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run_dir(tmp_path_factory.mktemp("distill"))
+
+
+def test_loss_mask_covers_only_the_assistant_tokens(run_dir):
+    from cogito_lib.models import build_training_text, encode_training_batch, load_model
+
+    model, processor = load_model(read_json(next((run_dir / BASE_STAGE).glob("base-*/base.json")))["model_dir"])
+    texts = [build_training_text(processor, "How many low beeps are there?", THINKING, "1"),
+             build_training_text(processor, "How many?", None, "2")]
+    batch = encode_training_batch(processor, texts, [np.zeros(16000, "float32")] * 2)
+    tok = processor.tokenizer
+    for row, text in enumerate(texts):
+        labels = batch["labels"][row]
+        supervised = labels != -100
+        assert tok.decode(labels[supervised]).strip() == text.target.strip()
+        # everything before the first supervised token is the prompt (audio, question): never a target
+        first = int(supervised.nonzero()[0])
+        assert tok.decode(batch["input_ids"][row][:first]).endswith(text.prompt[-20:])
+        assert bool(supervised[first:int(supervised.nonzero()[-1]) + 1].all())
+    assert "<think>" not in tok.decode(batch["labels"][1][batch["labels"][1] != -100])  # answer_only target
+
+
+def test_lora_sits_on_the_language_model_only_and_the_audio_tower_is_frozen(run_dir):
+    from cogito_lib.models import load_model
+    from cogito_lib.train import prepare_lora
+
+    base = read_json(next((run_dir / BASE_STAGE).glob("base-*/base.json")))["model_dir"]
+    model = prepare_lora(load_model(base)[0], rank=4, alpha=8)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n and "language_model" in n for n in trainable)
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable} == {
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert not any("audio_tower" in n for n, _ in model.named_modules() if "lora_" in n)
+    unfrozen = prepare_lora(load_model(base)[0], rank=4, alpha=8, freeze_audio=False)
+    assert any(p.requires_grad for n, p in unfrozen.named_parameters() if "audio_tower" in n)
+
+
+def test_every_variant_builds_its_training_set(run_dir):
+    inputs = load_inputs(run_dir)
+    sets = build_training_sets(TINY, run_dir, "self_distill,answer_only,no_audit,base_cont,gold_cot", inputs=inputs)
+    replay = sets["base_cont"].examples[sets["base_cont"].own:]
+    assert len(replay) == 3 and all(s.examples[s.own:] == replay for s in sets.values())  # same replay for all
+    assert sets["self_distill"].own == 3 and all(e.reasoning == THINKING for e in sets["self_distill"].examples[:3])
+    assert sets["answer_only"].own == len(inputs["qa"]) == 6
+    assert all(e.reasoning is None for e in sets["answer_only"].examples[:6])
+    assert sets["no_audit"].own == len(inputs["cot"]) == 12
+    assert sets["no_audit"].sources["rejected_by_audit"] == 9  # rejected samples are in
+    assert {e.answer for e in sets["no_audit"].examples[:12]} == {"1", "3"}
+    gold = reasoning_text(["loud low beep", "quiet high beep"], [("Low beeps", "loud low beep"), ("Count", "1")], "1")
+    assert sets["gold_cot"].own == 3 and all(e.reasoning == gold for e in sets["gold_cot"].examples[:3])
+    assert sets["base_cont"].own == 8
+    assert all(Path(e.audio_path).is_absolute() and Path(e.audio_path).exists()
+               for s in sets.values() for e in s.examples)
+    assert planned_steps(TINY, sets) == 2
+    derived = load_profile("tiny", {"train.max_steps": 0, "train.replay_atomic": 3, "train.batch_size": 4})
+    assert planned_steps(derived, sets) == 2  # one epoch over 3 survivors + 3 replay at batch 4
+
+
+def test_variants_train_with_equal_steps_and_are_cached(run_dir):
+    stats = run_variants(TINY, run_dir, progress=False)
+    trained = stats["variants"]
+    assert set(trained) == {"self_distill", "answer_only", "no_audit", "base_cont", "gold_cot"}
+    for name, summary in trained.items():
+        assert summary["status"] == "trained" and summary["steps"] == 2
+        folder = run_dir / STAGE / name
+        assert [r["step"] for r in read_jsonl(folder / "train_log.jsonl")] == [1, 2]
+        assert (folder / "adapter" / "adapter_config.json").exists() and (folder / "merged" / "config.json").exists()
+    assert run_variants(TINY, run_dir, "answer_only", progress=False)["variants"]["answer_only"]["cached"]
+
+
+def test_nothing_survived_the_audit_is_recorded_not_a_crash(tmp_path):
+    run_dir = make_run_dir(tmp_path / "empty", survivors=False)
+    stats = run_variants(TINY, run_dir, "self_distill,gold_cot,answer_only", progress=False)
+    assert stats["variants"]["self_distill"]["status"] == "skipped"
+    assert "survived" in stats["variants"]["self_distill"]["reason"]
+    assert stats["variants"]["gold_cot"]["status"] == "skipped"
+    assert stats["variants"]["answer_only"]["status"] == "trained" and stats["steps"] == 2
+
+
+KILLER = """
+import os, signal, sys
+from cogito_lib import io, train
+append = io.JsonlJournal.append
+def append_then_die(self, row):
+    append(self, row)
+    if row.get("step") == int(os.environ["KILL_AT_STEP"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+io.JsonlJournal.append = append_then_die
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def _adapter(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter" / "adapter_model.safetensors"))
+
+
+def test_resume_after_kill_equals_an_uninterrupted_run_and_logs_each_step_once(run_dir, tmp_path):
+    args = ["--profile", "tiny", "--variant", "answer_only", "--max-steps", "7", "--threads", "1", "--no-progress",
+            "--set", "train.checkpoint_every=2", "--set", "train.replay_atomic=3", "--set", "train.merge=false"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    fresh, killed = tmp_path / "fresh", tmp_path / "killed"
+    for target in (fresh, killed):
+        shutil.copytree(run_dir, target, ignore=shutil.ignore_patterns(STAGE), symlinks=True)
+    done = subprocess.run([sys.executable, "-m", "cogito_lib.train", "--run-dir", str(fresh), *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "answer_only: trained steps=7" in done.stdout
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    died = subprocess.run([sys.executable, str(script), "--run-dir", str(killed), *args], cwd=ROOT,
+                          env={**env, "KILL_AT_STEP": "5"}, capture_output=True, text=True, timeout=120)
+    assert died.returncode == -9  # killed after logging step 5; the checkpoint holds step 4
+    folder = killed / STAGE / "answer_only"
+    assert [r["step"] for r in read_jsonl(folder / "train_log.jsonl")] == [1, 2, 3, 4, 5]
+    assert not (folder / "adapter").exists()
+    again = subprocess.run([sys.executable, "-m", "cogito_lib.train", "--run-dir", str(killed), *args], cwd=ROOT,
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert read_json(folder / "summary.json")["resumed"]
+    assert [r["step"] for r in read_jsonl(folder / "train_log.jsonl")] == list(range(1, 8))
+    a, b = _adapter(fresh / STAGE / "answer_only"), _adapter(folder)
+    assert a.keys() == b.keys() and a
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+    fresh_log = read_jsonl(fresh / STAGE / "answer_only" / "train_log.jsonl")
+    assert [r["loss"] for r in fresh_log] == [r["loss"] for r in read_jsonl(folder / "train_log.jsonl")]
+
+
+def test_cli_rejects_an_unknown_variant(run_dir):
+    done = subprocess.run([sys.executable, "-m", "cogito_lib.train", "--profile", "tiny", "--run-dir", str(run_dir),
+                           "--variant", "nonsense"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "invalid choice" in done.stderr

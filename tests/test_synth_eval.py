@@ -1,0 +1,216 @@
+"""MMAR-synth (the miniature's benchmark) and chapter 07's evaluation runner, on the tiny profile."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cogito_lib import evaluate as ev
+from cogito_lib.config import load_profile
+from cogito_lib.mmar import (CATEGORIES, MODALITIES, load_meta, read_predictions, score_predictions,
+                             validate_submission)
+from cogito_lib.mmar.synth import build_mmar_synth, select_balanced, synth_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+MMAR_FIELDS = ("id", "audio_path", "question", "choices", "answer", "modality", "category", "sub-category",
+               "language", "source", "url", "timestamp")
+KIT_FIELDS = ("thinking", "cue", "rubric", "tier", "skill", "listing", "steps")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("synth")
+    info = build_mmar_synth(load_profile("tiny"), run_dir, progress=False)
+    return run_dir, info
+
+
+def test_synth_has_every_field_and_loads_cleanly(synth):
+    run_dir, info = synth
+    meta = load_meta(synth_dir(run_dir) / "MMAR-meta.jsonl", require_rubrics=True)
+    assert meta.problems == []
+    assert len(meta.items) == info["num_items"] == load_profile("tiny").eval.num_items
+    for item in meta.items:
+        assert all(key in item for key in MMAR_FIELDS + KIT_FIELDS)
+        assert item["category"] in CATEGORIES and item["modality"] in MODALITIES
+        assert item["answer"] in item["choices"] and len(item["rubric"]) == 5
+        assert item["thinking"].endswith(f"So the answer is {item['answer']}.")
+        assert Path(item["audio_file"]).is_file() and item["audio_path"].startswith("./audio/")
+
+
+def test_synth_is_balanced_over_tiers_modalities_and_layers(synth):
+    _, info = synth
+    tiers = info["by_tier"]
+    assert set(tiers) == {"atomic", "composite"} and abs(tiers["atomic"] - tiers["composite"]) <= 1
+    assert all(n >= 1 for n in info["by_modality"].values())   # every modality class present
+    assert all(n >= 1 for n in info["by_layer"].values())      # every layer present
+    assert max(info["by_modality"].values()) - min(info["by_modality"].values()) <= 4
+
+
+def test_synth_is_deterministic_and_cached(synth, tmp_path):
+    run_dir, info = synth
+    again = build_mmar_synth(load_profile("tiny"), run_dir, progress=False)
+    assert again["cached"] and again["fingerprint"] == info["fingerprint"]
+    other = build_mmar_synth(load_profile("tiny"), tmp_path, progress=False)
+    assert not other["cached"]
+    assert (synth_dir(tmp_path) / "MMAR-meta.jsonl").read_bytes() == \
+        (synth_dir(run_dir) / "MMAR-meta.jsonl").read_bytes()
+
+
+def test_select_balanced_prefers_the_smaller_tier_and_emptier_cells():
+    pool = [{"id": f"{t}{m}{i}", "clip_id": f"c{m}{i}", "skill": f"s{t}", "tier": t, "modality": m,
+             "category": "Signal Layer"} for t in ("atomic", "composite") for m in MODALITIES[:2] for i in range(5)]
+    chosen = select_balanced(pool, 8, seed=0)
+    assert sorted(r["tier"] for r in chosen).count("atomic") == 4
+    assert sorted(r["modality"] for r in chosen).count(MODALITIES[0]) == 4
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny pretrained base and a 10-item MMAR-synth in one run dir."""
+    from cogito_lib.base import pretrain_base
+
+    run_dir = tmp_path_factory.mktemp("eval")
+    profile = load_profile("tiny", {"eval.num_items": 10})
+    pretrain_base(profile, run_dir, progress=False)
+    return profile, run_dir
+
+
+def test_evaluation_of_the_base_is_cached_scored_and_submittable(trained, monkeypatch):
+    profile, run_dir = trained
+    evaluation = ev.evaluate(profile, run_dir, progress=False, n_boot=200)
+    assert list(evaluation.scores) == ["base"] and evaluation.runs["base"]["generated"] == 10
+    stage = run_dir / ev.STAGE
+    path = stage / "predictions-base.jsonl"
+    records = read_predictions(path)
+    assert [r["id"] for r in records] == [it["id"] for it in evaluation.benchmark.items]
+    assert all({"id", "thinking_prediction", "answer_prediction", "parse_failed"} <= set(r) for r in records)
+    # scores on disk are score_predictions of the cached file
+    scores = json.loads((stage / "scores-base.json").read_text())
+    expected = score_predictions(evaluation.benchmark.items, records)
+    assert scores["accuracy"]["accuracy"] == expected["accuracy"]
+    assert scores["accuracy"]["per_item"] == expected["per_item"]
+    assert scores["rubrics"]["num_items"] == 10 and set(scores["by_tier"]) <= {"atomic", "composite"}
+    assert validate_submission(evaluation.benchmark.items, stage / "submission-base.jsonl") == []
+    assert json.loads((stage / "summary.json").read_text())["models"]["base"]["accuracy"] == expected["accuracy"]
+    table = evaluation.table()
+    assert table.loc["base", "accuracy"] == round(expected["accuracy"], 2)
+    # a second call generates nothing
+    def boom(*args, **kwargs):
+        raise AssertionError("generation should have been skipped: predictions are cached")
+
+    monkeypatch.setattr(ev, "generate_predictions", boom)
+    monkeypatch.setattr(ev, "load_eval_model", boom)
+    again = ev.evaluate(profile, run_dir, progress=False, n_boot=200)
+    assert again.runs["base"] == {**again.runs["base"], "generated": 0, "reused": 10}
+    assert again.scores["base"]["accuracy"]["per_item"] == expected["per_item"]
+
+
+def test_a_partial_prediction_file_is_completed_not_redone(trained, monkeypatch):
+    profile, run_dir = trained
+    ev.evaluate(profile, run_dir, progress=False, n_boot=50)
+    path = run_dir / ev.STAGE / "predictions-base.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:7]) + lines[7][:20])   # killed mid-write: 7 whole lines and a torn one
+    asked = []
+    real = ev.generate_predictions
+
+    def counting(model, processor, items, **kwargs):
+        asked.extend(it["id"] for it in items)
+        return real(model, processor, items, **kwargs)
+
+    monkeypatch.setattr(ev, "generate_predictions", counting)
+    evaluation = ev.evaluate(profile, run_dir, progress=False, n_boot=50)
+    assert len(asked) == 3 and evaluation.runs["base"]["generated"] == 3
+    assert len(read_predictions(path)) == 10
+
+
+def test_adapters_in_the_run_dir_are_evaluated_against_the_base(trained):
+    from cogito_lib.base import base_model_path
+    from cogito_lib.models import add_lora, load_model
+
+    profile, run_dir = trained
+    model, _ = load_model(base_model_path(profile, run_dir), dtype="float32")
+    adapter_dir = run_dir / ev.TRAIN_STAGE / "self_distill" / "adapter"
+    add_lora(model, rank=2, alpha=4).save_pretrained(adapter_dir)
+    specs = ev.discover_models(profile, run_dir)
+    assert list(specs) == ["base", "self_distill"] and specs["self_distill"].adapter == str(adapter_dir)
+    evaluation = ev.evaluate(profile, run_dir, progress=False, n_boot=200)
+    assert evaluation.runs["base"]["generated"] == 0 and evaluation.runs["self_distill"]["generated"] == 10
+    vs = evaluation.intervals["self_distill"]["vs_reference"]
+    assert vs["overall"]["paired"] and vs["overall"]["n"] == 10
+    sentences = evaluation.gain_sentences()
+    assert len(sentences) == 1 and sentences[0].startswith("self_distill vs base: ")
+    assert f"{vs['overall']['estimate']:+.1f} points" in sentences[0]
+    versus = evaluation.gain_sentences(reference="self_distill", models=["base"])   # against a control
+    assert len(versus) == 1 and versus[0].startswith("base vs self_distill: ")
+    assert evaluation.gain_sentences(reference="base_cont") == []                   # no such control trained
+    assert validate_submission(evaluation.benchmark.items,
+                               run_dir / ev.STAGE / "submission-self_distill.jsonl") == []
+    # the notebook's views
+    assert ev.plot_heatmaps(evaluation) is not None and ev.plot_gains(evaluation) is not None
+    paired = ev.paired_examples(evaluation, "self_distill", want=(0, 0))
+    if paired:
+        assert "gold reasoning" in ev.example_html(paired[0])
+    ev.win_browser(evaluation)
+    both = ev.side_by_side(evaluation)
+    paper_rows = [s for s in both.index.get_level_values("source") if s == ev.PAPER_LABEL]
+    assert len(paper_rows) == 2 and "paper" in ev.PAPER_LABEL
+    metrics = evaluation.metrics()
+    assert metrics["self_distill.submission_valid"] and "self_distill.vs_base.overall" in metrics
+
+
+def test_gain_sentence_follows_the_numbers():
+    ci = {"estimate": -2.5, "low": -4.0, "high": -1.0, "n": 600}
+    text = ev.gain_sentence("self_distill", {"reference": "base", "overall": ci, "composite": ci})
+    assert text.startswith("self_distill vs base: -2.5 points [95% CI -4.0, -1.0] over 600 items")
+    assert "worse than base" in text and "composite: -2.5" in text
+    up = ev.gain_sentence("x", {"overall": {"estimate": 1.0, "low": -0.5, "high": 2.5, "n": 10}})
+    assert "no clear difference" in up
+
+
+def test_paper_profile_without_mmar_stops_with_one_clear_message(monkeypatch, tmp_path):
+    monkeypatch.delenv("COGITO_MMAR_ROOT", raising=False)
+    profile = load_profile("paper")
+    with pytest.raises(ev.BenchmarkMissing) as err:
+        ev.evaluate(profile, tmp_path, progress=False)
+    message = str(err.value)
+    assert "COGITO_MMAR_ROOT" in message and "MMAR-meta.jsonl" in message and "huggingface" in message
+
+
+# --------------------------------------------------------------------------------------------- headline
+def _fake_run(run_dir: Path, base: float, gain: float):
+    def model(acc, vs=None):
+        return {"accuracy": acc, "accuracy_ci": [acc - 4, acc + 4], "num_items": 600, "parse_failures": 0,
+                "tiers": {"atomic": {"accuracy": acc + 10, "n": 300, "ci": [acc + 6, acc + 14]},
+                          "composite": {"accuracy": acc - 10, "n": 300, "ci": [acc - 14, acc - 6]}},
+                "rubrics": acc - 5, "crs": 0.8, "vs_base": vs or {}}
+
+    vs = {part: {"estimate": gain, "low": gain - 2, "high": gain + 2, "n": 600, "paired": True}
+          for part in ("overall", "atomic", "composite")}
+    summary = {"benchmark": "mmar-synth", "num_items": 600, "models": {"base": model(base),
+                                                                        "self_distill": model(base + gain, vs)}}
+    (run_dir / ev.STAGE).mkdir(parents=True)
+    (run_dir / ev.STAGE / "summary.json").write_text(json.dumps(summary))
+
+
+def test_headline_summary_over_fake_seed_run_dirs(tmp_path):
+    for seed, (base, gain) in enumerate([(50.0, 2.0), (54.0, 4.0), (52.0, 0.0)]):
+        _fake_run(tmp_path / f"mini-seed{seed}", base, gain)
+    summary = ev.summarise_seeds({str(s): tmp_path / f"mini-seed{s}" for s in range(3)})
+    base = summary["models"]["base"]["overall"]
+    assert base["mean"] == pytest.approx(52.0) and base["std"] == pytest.approx(2.0) and base["n_seeds"] == 3
+    gain = summary["models"]["self_distill"]["composite"]["vs_base"]
+    assert gain["mean"] == pytest.approx(2.0) and gain["std"] == pytest.approx(2.0)
+    assert summary["models"]["self_distill"]["atomic"]["ci"]["1"] == [64.0, 72.0]
+    markdown = ev.seeds_markdown(summary)
+    assert "| self_distill | composite |" in markdown and "+2.0 +- 2.0" in markdown
+    # the script's summary part, as a user runs it
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "headline.py"), "--profile", "mini", "--seeds",
+                          "0", "1", "2", "--runs-root", str(tmp_path), "--summary-only"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    written = json.loads((tmp_path / "mini-headline" / "headline.json").read_text())
+    assert written["seeds"] == ["0", "1", "2"]
+    assert (tmp_path / "mini-headline" / "headline.md").read_text().startswith("# Headline: profile mini, 3 seed(s)")
