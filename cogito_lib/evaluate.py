@@ -179,9 +179,11 @@ def generate_predictions(model, processor, items: Sequence[Mapping], *, max_new_
     audio = AudioCache()
     prompts = [build_mmar_prompt(processor, it["question"], it["choices"]) for it in items]
     audios = [audio(it["audio_file"]) for it in items]
+    # require_think=False: a model that answers without a think block (the answer_only control) is scored on
+    # what it said, as MMAR scores any model; an unclosed or empty think block is still a parse failure.
     report = generate_reasoning(model, processor, prompts, audios,
                                 SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0),
-                                batch_size=batch_size, progress=progress)
+                                batch_size=batch_size, progress=progress, require_think=False)
     return [{"id": it["id"], "thinking_prediction": row[0].thinking, "answer_prediction": row[0].answer_prediction,
              "parse_failed": bool(row[0].parse_failed), "parse_status": row[0].parse_status}
             for it, row in zip(items, report.outputs)]

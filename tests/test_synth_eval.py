@@ -214,3 +214,21 @@ def test_headline_summary_over_fake_seed_run_dirs(tmp_path):
     written = json.loads((tmp_path / "mini-headline" / "headline.json").read_text())
     assert written["seeds"] == ["0", "1", "2"]
     assert (tmp_path / "mini-headline" / "headline.md").read_text().startswith("# Headline: profile mini, 3 seed(s)")
+
+
+def test_an_answer_without_a_think_block_is_scored_not_dropped(monkeypatch):
+    """The answer_only control answers without reasoning: evaluation scores what it said (MMAR scores answers)."""
+    import cogito_lib.models.generate as generate
+    from cogito_lib.evaluate import generate_predictions
+
+    def fake_generate_texts(model, processor, prompts, audios, sampling, batch_size, progress):
+        return [["a sad organ tune"], ["<think>\nI hear: x\nstill thinking"]][: len(prompts)]
+
+    monkeypatch.setattr(generate, "generate_texts", fake_generate_texts)
+    monkeypatch.setattr(generate, "build_mmar_prompt", lambda processor, q, c: q)
+    items = [{"id": "a", "question": "q1", "choices": ["x"], "audio_file": None},
+             {"id": "b", "question": "q2", "choices": ["y"], "audio_file": None}]
+    monkeypatch.setattr("cogito_lib.train.AudioCache.__call__", lambda self, path: None)
+    records = generate_predictions(None, None, items, max_new_tokens=8, batch_size=2)
+    assert records[0]["answer_prediction"] == "a sad organ tune" and not records[0]["parse_failed"]
+    assert records[1]["answer_prediction"] == "" and records[1]["parse_failed"]  # unclosed: never invented
