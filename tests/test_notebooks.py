@@ -67,7 +67,8 @@ def test_annotator_and_thinker_chain(tiny_run):
     run_dir, _ = tiny_run
     stages = load_run_metrics(run_dir)["stages"]
     qa = stages["03-qa-construction"]
-    assert qa["num_questions"] > 0 and set(qa["questions_by_tier"]) == {"composite"}
+    assert qa["num_questions"] > 0
+    assert {tier for tier, n in qa["questions_by_tier"].items() if n} == {"composite"}
     cot = stages["04-cot-generation"]
     assert cot["questions"] == qa["num_questions"]
     assert cot["samples"] == TINY.think.num_samples * cot["questions_sampled"]
