@@ -274,7 +274,8 @@ def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] 
     if profile.train.rounds > 1 and "self_distill" in names and results["self_distill"].get("status") == "trained":
         previous = results["self_distill"]
         for round_index in range(2, profile.train.rounds + 1):
-            previous = next_round(profile, run_dir, round_index, previous["merged"], progress=progress)
+            thinker = previous.get("merged") or previous["adapter"]  # without train.merge: merged in next_round
+            previous = next_round(profile, run_dir, round_index, thinker, steps=steps, progress=progress)
             results[f"self_distill_round{round_index}"] = previous
             if previous.get("status") != "trained":
                 break
@@ -325,42 +326,119 @@ def launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[s
 
 
 # --------------------------------------------------------------------------------------------- later rounds
+ROUND_LINKED = (BASE_STAGE, "02-data-collection", "03-qa-construction")
+ROUND_OWN = (COT.parent.as_posix(), SURVIVORS.parent.as_posix())  # the stages a round redoes (04, 05)
+
+
 def round_run_dir(run_dir: str | Path, round_index: int) -> Path:
-    """A run dir for round `round_index`'s stages 3-4: it links the real 01-03 folders and holds its own 04/05."""
+    """A run dir for round `round_index`'s stages 3-4: it links the real 01-03 folders and holds its own 04/05.
+    The links are relative, so a run dir that is moved or copied (with its symlinks) keeps pointing at itself."""
     run_dir = Path(run_dir).resolve()
     shadow = run_dir / STAGE / f"round{round_index}" / "run"
     shadow.mkdir(parents=True, exist_ok=True)
-    for name in (BASE_STAGE, "02-data-collection", "03-qa-construction"):
+    for name in ROUND_LINKED:
         link = shadow / name
-        if not link.exists() and (run_dir / name).exists():
-            link.symlink_to(run_dir / name, target_is_directory=True)
+        target = Path(os.path.relpath(run_dir / name, shadow))
+        if link.is_symlink() and Path(os.readlink(link)) != target:
+            link.unlink()  # an absolute or dangling link from an older layout
+        if not os.path.lexists(link) and (run_dir / name).exists():
+            link.symlink_to(target, target_is_directory=True)
     return shadow
 
 
+def _round1_steps(profile: Profile, run_dir: Path) -> int:
+    """The step count round 1 trained for (its summary), else what `run_variants` would plan now."""
+    summary = read_json(run_dir / STAGE / "self_distill" / "summary.json") or {}
+    if summary.get("status") == "trained" and summary.get("steps"):
+        return int(summary["steps"])
+    inputs = load_inputs(run_dir)
+    return planned_steps(profile, build_training_sets(profile, run_dir, inputs=inputs), inputs)
+
+
+def merged_thinker(profile: Profile, thinker: str | Path, out_dir: str | Path) -> tuple[Path, str]:
+    """A full model folder for `thinker` and a key that changes when it does. `thinker` is a merged model folder
+    (used as is) or a variant's folder / adapter folder without a merged model, whose adapter is then merged into
+    the base it was trained from (its summary's `base`) and saved to `out_dir` (reused while the adapter is
+    unchanged)."""
+    from .models import load_adapter, load_model, save_model
+
+    thinker = Path(thinker)
+    adapter = thinker / "adapter" if (thinker / "adapter" / "adapter_config.json").exists() else thinker
+    summary = read_json(adapter.parent / "summary.json") or read_json(thinker.parent / "summary.json") or {}
+    if (thinker / "config.json").exists() and not (thinker / "adapter_config.json").exists():
+        return thinker, str(summary.get("fingerprint") or thinker.resolve())
+    if not (adapter / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{thinker} is neither a model folder (config.json) nor a LoRA adapter "
+                                f"(adapter_config.json): pass the previous round's merged/ or adapter/ folder")
+    base = summary.get("base") or read_json(adapter / "adapter_config.json", {}).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"cannot tell which base {adapter} was trained from (no summary.json with `base`)")
+    weights = adapter / "adapter_model.safetensors"
+    key = stable_id(str(base), str(adapter.resolve()), summary.get("fingerprint") or "",
+                    weights.stat().st_mtime_ns if weights.exists() else 0, length=12)
+    out_dir = Path(out_dir)
+    marker = out_dir / "thinker.json"
+    if (read_json(marker) or {}).get("key") == key and (out_dir / "config.json").exists():
+        return out_dir, key
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    model, processor = load_model(base, dtype=profile.models.dtype, device=profile.models.device)
+    save_model(load_adapter(model, adapter), processor, out_dir, merge=True)
+    write_json(marker, {"key": key, "base": str(base), "adapter": str(adapter)})
+    return out_dir, key
+
+
 def next_round(profile: Profile, run_dir: str | Path, round_index: int, thinker: str | Path, *,
-               progress: bool = True) -> dict:
-    """Round `round_index` of self-distillation: the previous round's merged model (`thinker`) samples K traces
-    per question (stage 3) and the auditor checks them (stage 4), both into `round_run_dir`; the thinker is then
-    fine-tuned on its own new survivors for the same number of steps (so its equal-compute control is
-    `base_cont` trained for `round_index` x steps). Writes `RUN_DIR/06-.../self_distill_round<r>/`."""
+               steps: int | None = None, progress: bool = True) -> dict:
+    """Round `round_index` of self-distillation: the previous round's model (`thinker`: its merged folder, or its
+    adapter, which is then merged into its base first) samples K traces per question (stage 3) and the auditor
+    checks them (stage 4), both into `round_run_dir`; the merged thinker is then fine-tuned on its own new
+    survivors for the same number of steps as round 1 (`steps`, default round 1's recorded count; so its
+    equal-compute control is `base_cont` trained for `round_index` x steps). Writes
+    `RUN_DIR/06-.../self_distill_round<r>/` (summary.json also when nothing survived, with the reason)."""
     from .pipe.audit import audit
     from .pipe.think import think
 
+    if round_index < 2:
+        raise ValueError(f"round_index must be >= 2 (round 1 is run_variants' self_distill), got {round_index}")
     run_dir = Path(run_dir)
+    name = f"self_distill_round{round_index}"
+    out_dir = run_dir / STAGE / name
     shadow = round_run_dir(run_dir, round_index)
-    if not (shadow / COT).exists():
-        think(profile, shadow, thinker=str(thinker), progress=progress)
-    if not (shadow / SURVIVORS).exists():
+    round_dir = shadow.parent
+    thinker_dir, thinker_key = merged_thinker(profile, thinker, round_dir / "thinker")
+    # a new thinker (the previous round retrained) invalidates this round's samples, audit and training
+    marker = round_dir / "round.json"
+    if (read_json(marker) or {}).get("thinker_key") != thinker_key and _is_main():
+        for stage in ROUND_OWN:
+            shutil.rmtree(shadow / stage, ignore_errors=True)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        write_json(marker, {"round": round_index, "thinker": str(thinker_dir), "thinker_key": thinker_key})
+    # stats.json is each stage's last write: its presence means the stage finished
+    if not (shadow / COT.parent / "stats.json").exists():
+        think(profile, shadow, thinker=str(thinker_dir), progress=progress)
+    if not (shadow / SURVIVORS.parent / "stats.json").exists():
         audit(profile, shadow, progress=progress, export=False, figures=False)
+    think_stats = read_json(shadow / COT.parent / "stats.json") or {}
+    audit_stats = read_json(shadow / SURVIVORS.parent / "stats.json") or {}
+    round_info = {"round": round_index, "thinker": str(thinker_dir), "run_dir": str(shadow),
+                  "samples": think_stats.get("samples"), "parse_failed": think_stats.get("parse_failed"),
+                  "answer_correct_rate": think_stats.get("answer_correct_rate"), "kept": audit_stats.get("kept"),
+                  "rejected_by_reason": {k: v for k, v in (audit_stats.get("rejected_by_reason") or {}).items()
+                                         if v}}
     inputs = load_inputs(run_dir, survivors_path=shadow / SURVIVORS)
     replay = replay_examples(inputs, profile.train.replay_atomic, profile.train.seed)
     tset = build_training_set("self_distill", inputs, run_dir, replay)
-    name = f"self_distill_round{round_index}"
     if not tset.examples:
-        return {"variant": name, "status": "skipped", "reason": tset.note, "steps": 0, "examples": 0}
-    steps = planned_steps(profile, {"self_distill": tset})
-    return train_variant(profile, run_dir / STAGE / name, dataclasses.replace(tset, variant=name), steps,
-                         base=str(thinker), progress=progress)
+        result = {"variant": name, "status": "skipped", "reason": tset.note, "steps": 0, "examples": 0,
+                  "base": str(thinker_dir), "round": round_info}
+        if _is_main():
+            write_json(out_dir / "summary.json", result)
+        return result
+    steps = steps if steps is not None else _round1_steps(profile, run_dir)
+    summary = train_variant(profile, out_dir, dataclasses.replace(tset, variant=name), steps,
+                            base=str(thinker_dir), progress=progress)
+    return {**summary, "round": round_info}
 
 
 # --------------------------------------------------------------------------------------------- plots

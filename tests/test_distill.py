@@ -1,5 +1,6 @@
 """Self-distillation fine-tuning (06): loss mask, LoRA placement, each variant's training set, equal steps,
-resumption after `kill -9`, the CLI, and a run where nothing survived the audit (tiny profile, synthetic run dir)."""
+resumption after `kill -9`, the CLI, a run where nothing survived the audit, and later rounds (tiny profile,
+synthetic run dir)."""
 import json
 import os
 import shutil
@@ -13,7 +14,8 @@ import pytest
 from cogito_lib.base import STAGE as BASE_STAGE
 from cogito_lib.base import fingerprint, mmar_prompt_text
 from cogito_lib.config import load_profile
-from cogito_lib.distill import STAGE, build_training_sets, load_inputs, planned_steps, run_variants
+from cogito_lib.distill import (STAGE, build_training_sets, load_inputs, merged_thinker, next_round, planned_steps,
+                                run_variants)
 from cogito_lib.io import read_json, read_jsonl, write_json, write_jsonl
 from cogito_lib.tasks import reasoning_text
 
@@ -38,6 +40,8 @@ def make_run_dir(run_dir: Path, *, survivors: bool = True, profile=TINY) -> Path
 
     audio_dir = run_dir / "02-data-collection" / "audio"
     audio_dir.mkdir(parents=True)
+    # no clip metadata: the auditor's metadata judge checks a trace against its question's listing and steps
+    write_jsonl(run_dir / "02-data-collection" / "manifest.jsonl", [])
     rng = np.random.default_rng(0)
     for i in range(3):
         t = np.arange(16000) / 16000
@@ -146,6 +150,84 @@ def test_nothing_survived_the_audit_is_recorded_not_a_crash(tmp_path):
     assert "survived" in stats["variants"]["self_distill"]["reason"]
     assert stats["variants"]["gold_cot"]["status"] == "skipped"
     assert stats["variants"]["answer_only"]["status"] == "trained" and stats["steps"] == 2
+
+
+class CannedThinker:
+    """A thinker backend that answers every question with one good trace and one wrong one (round 2 of the test
+    below needs survivors, which the tiny model's babble never gives)."""
+
+    def __init__(self, model_path):
+        self.model_path = model_path
+
+    def generate(self, requests):
+        from cogito_lib.models.backends import GenerationResult
+
+        good = f"<think>\n{THINKING}\n</think>\n\n1"
+        wrong = "<think>\nI hear: loud beep\nCount: 3\nSo the answer is 3.\n</think>\n\n3"
+        return [GenerationResult(r.request_id, [good, wrong][: r.num_samples]) for r in requests]
+
+
+def test_later_rounds_resample_audit_and_train_in_their_own_folders(tmp_path, monkeypatch):
+    """rounds=3 without merged models: round 2 merges round 1's adapter, thinks (canned: 6 good traces) and audits
+    into its round folder and trains its own adapter for round 1's steps from that model; round 3 merges round 2's
+    adapter and thinks with the real tiny model, whose babble does not survive: recorded, not a crash."""
+    from cogito_lib.pipe import think as think_module
+
+    run_dir = make_run_dir(tmp_path / "rounds")
+    real_cot = read_jsonl(run_dir / "04-cot-generation" / "cot.jsonl")
+    profile = load_profile("tiny", {"train.max_steps": 2, "train.replay_atomic": 3, "train.checkpoint_every": 2,
+                                    "train.merge": False, "train.rounds": 3})
+    real_backend, thinkers = think_module.thinker_backend, []
+
+    def backend(profile_, model_path):
+        thinkers.append(Path(model_path))
+        return CannedThinker(model_path) if "round2" in str(model_path) else real_backend(profile_, model_path)
+
+    monkeypatch.setattr(think_module, "thinker_backend", backend)
+    stats = run_variants(profile, run_dir, "self_distill", progress=False)
+    stage = run_dir / STAGE
+    assert thinkers == [stage / "round2" / "thinker", stage / "round3" / "thinker"]
+
+    # round 2: the round-1 adapter merged into its base is the thinker, and the base of round-2 training
+    r2 = stats["variants"]["self_distill_round2"]
+    assert r2["status"] == "trained" and r2["steps"] == stats["steps"] == 2 and not r2["cached"]
+    assert r2["base"] == str(stage / "round2" / "thinker") and (stage / "round2" / "thinker" / "config.json").exists()
+    merged_from = read_json(stage / "round2" / "thinker" / "thinker.json")["adapter"]
+    assert merged_from == str(stage / "self_distill" / "adapter")
+    full = stage / "round2" / "thinker"  # a full model folder is used as it is
+    assert merged_thinker(profile, full, tmp_path / "unused")[0] == full and not (tmp_path / "unused").exists()
+    shadow = stage / "round2" / "run"
+    for linked in (BASE_STAGE, "02-data-collection", "03-qa-construction"):
+        assert (shadow / linked).is_symlink() and not os.path.isabs(os.readlink(shadow / linked))
+    for own in ("04-cot-generation", "05-quality-verification"):
+        assert (shadow / own).is_dir() and not (shadow / own).is_symlink()
+    cot = read_jsonl(shadow / "04-cot-generation" / "cot.jsonl")
+    assert len(cot) == 12 and {r["thinker"] for r in cot} == {r2["base"]}
+    kept = read_jsonl(shadow / "05-quality-verification" / "train.jsonl")
+    rejected = read_jsonl(shadow / "05-quality-verification" / "rejected.jsonl")
+    assert len(kept) == 6 and all(r["thinking"] == THINKING for r in kept)
+    assert len(rejected) == 6 and {r["reason"] for r in rejected} == {"answer_mismatch"}
+    assert (shadow / "05-quality-verification" / "verdicts.jsonl").exists()
+    assert read_json(shadow / "05-quality-verification" / "stats.json")["kept"] == r2["round"]["kept"] == 6
+    folder = stage / "self_distill_round2"
+    assert (folder / "adapter" / "adapter_config.json").exists() and not (folder / "merged").exists()
+    assert [r["step"] for r in read_jsonl(folder / "train_log.jsonl")] == [1, 2]
+    data = read_jsonl(folder / "data.jsonl")
+    assert [r["source"] for r in data] == ["own"] * 6 + ["replay"] * 3
+    assert read_jsonl(run_dir / "04-cot-generation" / "cot.jsonl") == real_cot  # round 1's stage 3 untouched
+
+    # round 3: the tiny model's own traces do not survive: skipped with the reason, on disk too
+    r3 = stats["variants"]["self_distill_round3"]
+    assert r3["status"] == "skipped" and "survived" in r3["reason"]
+    assert r3["base"] == str(stage / "round3" / "thinker") and r3["round"]["samples"] == 12
+    assert r3["round"]["kept"] == 0 and r3["round"]["rejected_by_reason"]
+    assert read_json(stage / "self_distill_round3" / "summary.json")["reason"] == r3["reason"]
+    assert read_jsonl(stage / "round3" / "run" / "05-quality-verification" / "train.jsonl") == []
+    assert read_json(stage / "stats.json")["variants"]["self_distill_round3"]["status"] == "skipped"
+
+    # again: nothing is resampled, re-audited or retrained
+    again = next_round(profile, run_dir, 2, stage / "self_distill" / "adapter", progress=False)
+    assert again["cached"] and again["fingerprint"] == r2["fingerprint"] and len(thinkers) == 2
 
 
 KILLER = """

@@ -1,0 +1,319 @@
+"""GPU step time, throughput, peak memory and MFU of LoRA fine-tuning at 7B size (random weights, no download).
+
+    python scripts/gpu_bench_lora.py                          # Qwen2-Audio-7B sizes, batch 4, 512 text tokens + 30 s
+    python scripts/gpu_bench_lora.py --steps 20 --batch-size 2 --gradient-checkpointing
+    python scripts/gpu_bench_lora.py --dry-run-cpu            # the same code path, a tiny config, 2 steps on CPU
+
+The model is `Qwen2AudioForConditionalGeneration` built from a config: the text decoder has Qwen2-7B's sizes
+(hidden 3584, 28 layers, 28 heads, 4 KV heads, FFN 18944, vocab 152064) and the audio tower Whisper-large's
+(d_model 1280, 32 layers, 20 heads, FFN 5120, 128 mel bins, 30 s = 3000 mel frames -> 1500 encoder positions ->
+750 audio tokens after the tower's pooling). Weights are random and bf16 on CUDA. LoRA (`cogito_lib.models.add_lora`,
+rank 16, alpha 32, dropout 0) sits on the language model's q/k/v/o/gate/up/down projections only, as in notebook 06;
+everything else is frozen. Each step: forward with labels on the text tokens, backward, AdamW step, zero_grad.
+Batches are random token ids with the audio placeholder repeated once per audio token, and random features.
+
+MFU (model FLOPs utilisation) counts the FLOPs the step needs, not what the kernels execute (no recomputation):
+
+    step FLOPs = 4 * N_lm * T                 # frozen language model: forward (2NT) + activation gradients (2NT);
+                                              #   no weight gradients for frozen weights, so not 6NT
+               + 6 * N_lora * T               # LoRA factors: forward, activation and weight gradients
+               + 2 * N_audio * T_enc          # frozen audio tower: forward only (nothing before it is trained,
+               + 2 * N_proj * T_audio         #   so no gradient flows into it); projector likewise
+    MFU = step FLOPs / (mean step time * peak dense bf16 FLOP/s)
+
+with N_lm the language model's matmul weights (every decoder weight and the LM head; the token embedding, a
+lookup, excluded), T = batch * (text + audio tokens) the decoder's tokens per step, N_audio the audio tower's
+weights less its position table, T_enc = batch * encoder positions (1500 for 30 s), T_audio = batch * audio tokens.
+This is the usual parameter-only approximation (6*N*T for full fine-tuning; ~4*N*T with a frozen base). Attention
+score FLOPs (QK^T and AV: 4 * layers * seq^2 * hidden per sequence forward, x3 with their gradients in the decoder,
+x1 in the frozen tower) are left out of `mfu` and reported with them in `mfu_with_attention`.
+Peak dense bf16: H100 SXM / H200 989 TFLOP/s, H100 PCIe 756, H100 NVL 835, A100 312; `--peak-tflops` overrides.
+
+Prints one JSON line. Exit codes: 0 measured; 2 no CUDA device (use --dry-run-cpu); 1 out of GPU memory (JSON with
+the error; try --gradient-checkpointing or a smaller --batch-size).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+MEL_FRAMES_PER_S = 100  # Whisper features: 16 kHz, hop 160
+
+
+@dataclass(frozen=True)
+class BenchSize:
+    """The model and batch shapes the benchmark runs."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    intermediate_size: int
+    vocab_size: int
+    audio_d_model: int
+    audio_layers: int
+    audio_heads: int
+    audio_ffn: int
+    num_mel_bins: int
+    audio_seconds: int
+    batch_size: int
+    text_tokens: int
+    tie_word_embeddings: bool = False
+
+    @property
+    def mel_frames(self) -> int:
+        return self.audio_seconds * MEL_FRAMES_PER_S
+
+    @property
+    def encoder_positions(self) -> int:  # after the tower's stride-2 conv
+        return (self.mel_frames - 1) // 2 + 1
+
+    @property
+    def audio_tokens(self) -> int:  # after the tower's stride-2 average pooling (Qwen2-Audio's formula)
+        return (self.encoder_positions - 2) // 2 + 1
+
+
+# Qwen2-7B text decoder + Whisper-large encoder (Qwen2-Audio-7B), at the paper's batch shape
+SIZE_7B = BenchSize(hidden_size=3584, num_layers=28, num_heads=28, num_kv_heads=4, intermediate_size=18944,
+                    vocab_size=152064, audio_d_model=1280, audio_layers=32, audio_heads=20, audio_ffn=5120,
+                    num_mel_bins=128, audio_seconds=30, batch_size=4, text_tokens=512)
+# the same design at toy size, for --dry-run-cpu (2 s of audio -> 50 audio tokens)
+SIZE_TINY = BenchSize(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128,
+                      vocab_size=1024, audio_d_model=32, audio_layers=1, audio_heads=2, audio_ffn=64,
+                      num_mel_bins=128, audio_seconds=2, batch_size=2, text_tokens=32)
+
+PEAK_BF16 = (("H200", 989e12), ("H100 PCIE", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("A100", 312e12))
+
+
+def peak_flops(device_name: str) -> float | None:
+    """Dense bf16 peak of a GPU by name (None when unknown)."""
+    upper = device_name.upper()
+    return next((value for key, value in PEAK_BF16 if key in upper), None)
+
+
+def build_model(size: BenchSize, dtype, device: str):
+    """Qwen2AudioForConditionalGeneration of `size` with random weights, directly on `device`."""
+    import torch
+    from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
+
+    config = Qwen2AudioConfig(
+        text_config=dict(model_type="qwen2", vocab_size=size.vocab_size, hidden_size=size.hidden_size,
+                         intermediate_size=size.intermediate_size, num_hidden_layers=size.num_layers,
+                         num_attention_heads=size.num_heads, num_key_value_heads=size.num_kv_heads,
+                         max_position_embeddings=32768, rms_norm_eps=1e-6,
+                         tie_word_embeddings=size.tie_word_embeddings,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0}),
+        audio_config=dict(model_type="qwen2_audio_encoder", num_mel_bins=size.num_mel_bins,
+                          encoder_layers=size.audio_layers, encoder_attention_heads=size.audio_heads,
+                          encoder_ffn_dim=size.audio_ffn, d_model=size.audio_d_model,
+                          max_source_positions=size.encoder_positions),
+        audio_token_index=audio_token_id(size),
+    )
+    config.tie_word_embeddings = size.tie_word_embeddings
+    with torch.device(device):
+        model = Qwen2AudioForConditionalGeneration._from_config(config, dtype=dtype)
+    return model.to(device)
+
+
+def audio_token_id(size: BenchSize) -> int:
+    return 151646 if size.vocab_size > 151646 else size.vocab_size - 1
+
+
+def random_batch(size: BenchSize, generator, device: str, dtype) -> dict:
+    """Random text ids around one clip's audio placeholder run (bos, audio tokens, eos); labels on the text."""
+    import torch
+
+    audio_id = audio_token_id(size)
+    text_vocab = min(audio_id, size.vocab_size) - 2  # ordinary ids only
+    b, n_audio, n_text = size.batch_size, size.audio_tokens, size.text_tokens
+    prefix = min(16, n_text // 4)
+    ids = torch.randint(0, text_vocab, (b, n_text + n_audio), generator=generator)
+    ids[:, prefix:prefix + n_audio] = audio_id
+    labels = ids.clone()
+    labels[:, :prefix + n_audio] = -100  # the prompt (text prefix and audio) is never a target
+    features = torch.randn(b, size.num_mel_bins, size.mel_frames, generator=generator)
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "labels": labels.to(device),
+            "input_features": features.to(device, dtype),
+            "feature_attention_mask": torch.ones(b, size.mel_frames, dtype=torch.long).to(device)}
+
+
+def parameter_counts(model) -> dict[str, int]:
+    """Parameters by role for the FLOP count (see the module docstring)."""
+    counts = {"lm_matmul": 0, "embedding": 0, "audio": 0, "audio_positions": 0, "projector": 0, "lora": 0,
+              "total": 0, "trainable": 0}
+    seen = set()
+    for name, param in model.named_parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        n = param.numel()
+        counts["total"] += n
+        counts["trainable"] += n if param.requires_grad else 0
+        if "lora_" in name:
+            counts["lora"] += n
+        elif "audio_tower" in name:
+            counts["audio_positions" if "embed_positions" in name else "audio"] += n
+        elif "multi_modal_projector" in name:
+            counts["projector"] += n
+        elif "embed_tokens" in name:
+            counts["embedding"] += n
+        else:  # decoder layers, final norm, lm_head
+            counts["lm_matmul"] += n
+    if model.config.get_text_config().tie_word_embeddings:  # the shared table is also the LM head's matmul
+        counts["lm_matmul"] += counts["embedding"]
+    return counts
+
+
+def step_flops(size: BenchSize, counts: dict[str, int]) -> dict[str, float]:
+    """Model FLOPs of one step: parameter-only (`params`) and with attention scores (`with_attention`)."""
+    t = size.batch_size * (size.text_tokens + size.audio_tokens)
+    t_enc = size.batch_size * size.encoder_positions
+    t_audio = size.batch_size * size.audio_tokens
+    params = (4 * counts["lm_matmul"] * t + 6 * counts["lora"] * t
+              + 2 * counts["audio"] * t_enc + 2 * counts["projector"] * t_audio)
+    seq = size.text_tokens + size.audio_tokens
+    attn_lm = 3 * 4 * size.num_layers * size.batch_size * seq ** 2 * size.hidden_size
+    attn_audio = 4 * size.audio_layers * size.batch_size * size.encoder_positions ** 2 * size.audio_d_model
+    return {"params": float(params), "with_attention": float(params + attn_lm + attn_audio), "tokens": t}
+
+
+def run(size: BenchSize, *, device: str, steps: int, warmup: int, rank: int, alpha: int, peak: float | None,
+        gradient_checkpointing: bool, seed: int, device_name: str) -> dict:
+    import torch
+
+    from cogito_lib.models import add_lora
+
+    dtype = torch.bfloat16
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    model = build_model(size, dtype, device)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    model = add_lora(model, rank=rank, alpha=alpha, dropout=0.0, target_modules=LORA_TARGETS)
+    for name, param in model.named_parameters():  # LoRA factors in bf16 too, as the base (no mixed-dtype matmuls)
+        if param.requires_grad:
+            param.data = param.data.to(dtype)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model.train()
+    build_s = time.perf_counter() - started
+    counts = parameter_counts(model)
+    assert all("lora_" in n and "language_model" in n for n, p in model.named_parameters() if p.requires_grad)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-5, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    cuda = device.startswith("cuda")
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    times, losses = [], []
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    for step in range(warmup + steps):
+        batch = random_batch(size, generator, device, dtype)  # built (and copied) outside the timed region
+        sync()
+        t0 = time.perf_counter()
+        out = model(**batch)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync()
+        if step >= warmup:
+            times.append(time.perf_counter() - t0)
+            losses.append(float(out.loss.detach()))
+    mean = statistics.fmean(times)
+    flops = step_flops(size, counts)
+    result = {
+        "device": device_name, "model": "Qwen2AudioForConditionalGeneration (random weights)",
+        "size": asdict(size), "audio_tokens": size.audio_tokens, "encoder_positions": size.encoder_positions,
+        "seq_len": size.text_tokens + size.audio_tokens, "dtype": "bfloat16",
+        "lora": {"rank": rank, "alpha": alpha, "targets": list(LORA_TARGETS)},
+        "gradient_checkpointing": gradient_checkpointing,
+        "parameters": counts["total"], "trainable_parameters": counts["trainable"], "parameter_counts": counts,
+        "steps": steps, "warmup": warmup, "build_s": round(build_s, 2),
+        "step_time_s": round(mean, 5), "step_time_std_s": round(statistics.pstdev(times), 5),
+        "step_time_min_s": round(min(times), 5),
+        "tokens_per_step": flops["tokens"], "tokens_per_s": round(flops["tokens"] / mean, 1),
+        "text_tokens_per_s": round(size.batch_size * size.text_tokens / mean, 1),
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if cuda else None,
+        "peak_memory_reserved_gib": round(torch.cuda.max_memory_reserved() / 2 ** 30, 2) if cuda else None,
+        "step_flops": flops["params"], "step_flops_with_attention": flops["with_attention"],
+        "achieved_tflops": round(flops["params"] / mean / 1e12, 3),
+        "peak_tflops": peak / 1e12 if peak else None,
+        "mfu": round(flops["params"] / (mean * peak), 4) if peak else None,
+        "mfu_with_attention": round(flops["with_attention"] / (mean * peak), 4) if peak else None,
+        "mfu_formula": "(4*N_lm*T + 6*N_lora*T + 2*N_audio*T_enc + 2*N_proj*T_audio) / (step_time * peak)",
+        "loss_first": losses[0], "loss_last": losses[-1],
+        "finite": all(math.isfinite(x) for x in losses),
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 10; 2 with --dry-run-cpu)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (3; 1 on --dry-run-cpu)")
+    parser.add_argument("--batch-size", type=int, default=None, help="sequences per step (default 4)")
+    parser.add_argument("--text-tokens", type=int, default=None, help="text tokens per sequence (default 512)")
+    parser.add_argument("--audio-seconds", type=int, default=None, help="audio per sequence (default 30 s)")
+    parser.add_argument("--rank", type=int, default=16, help="LoRA rank")
+    parser.add_argument("--alpha", type=int, default=32, help="LoRA alpha")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="peak dense bf16 TFLOP/s (default: by GPU)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dry-run-cpu", action="store_true",
+                        help="the same code path with a tiny configuration on CPU (tests; MFU only with --peak-tflops)")
+    args = parser.parse_args(argv)
+
+    try:
+        import torch
+    except ImportError as err:
+        print(f"gpu_bench_lora: torch is not installed ({err})", file=sys.stderr)
+        return 2
+    if args.dry_run_cpu:
+        size, device, device_name = SIZE_TINY, "cpu", "cpu (dry run)"
+        steps, warmup = (2 if args.steps is None else args.steps), (1 if args.warmup is None else args.warmup)
+    else:
+        if not torch.cuda.is_available():
+            print("gpu_bench_lora: no CUDA device visible; this benchmark needs a GPU "
+                  "(use --dry-run-cpu to check the code path on a CPU)", file=sys.stderr)
+            return 2
+        size, device, device_name = SIZE_7B, "cuda", torch.cuda.get_device_name(0)
+        steps, warmup = (10 if args.steps is None else args.steps), (3 if args.warmup is None else args.warmup)
+    overrides = {k: v for k, v in (("batch_size", args.batch_size), ("text_tokens", args.text_tokens),
+                                   ("audio_seconds", args.audio_seconds)) if v is not None}
+    if overrides:
+        from dataclasses import replace
+
+        size = replace(size, **overrides)
+    if steps < 1 or warmup < 0:
+        parser.error("--steps must be >= 1 and --warmup >= 0")
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else (None if args.dry_run_cpu else peak_flops(device_name))
+    try:
+        result = run(size, device=device, steps=steps, warmup=warmup, rank=args.rank, alpha=args.alpha, peak=peak,
+                     gradient_checkpointing=args.gradient_checkpointing, seed=args.seed, device_name=device_name)
+    except torch.cuda.OutOfMemoryError as err:
+        print(json.dumps({"device": device_name, "error": "out of GPU memory", "detail": str(err).splitlines()[0],
+                          "size": asdict(size), "gradient_checkpointing": args.gradient_checkpointing,
+                          "hint": "try --gradient-checkpointing or a smaller --batch-size"}), flush=True)
+        return 1
+    if peak is None and not args.dry_run_cpu:
+        result["note"] = f"unknown peak FLOP/s for {device_name!r}: pass --peak-tflops to get the MFU"
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
