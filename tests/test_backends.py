@@ -4,8 +4,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,6 +16,7 @@ from cogito_lib.models.backends import (
     make_backend, request_to_openai_messages, request_to_vllm, results_parse_failures,
 )
 from cogito_lib.models.generate import SamplingConfig
+from fake_openai import FakeOpenAI
 
 CORPUS = ["I hear three beeps at 440 Hz. The answer is (B) three.", "user assistant question answer"] * 10
 SECRET = "sk-test-SECRET-123"
@@ -124,51 +123,40 @@ def test_vllm_missing_gives_clear_message():
 
 # ------------------------------------------------------------------------------------------------ OpenAI-compatible
 class FakeChatServer:
-    """A local /chat/completions endpoint: fails the first `fail_first` requests with 500, records the rest."""
+    """The shared fake server, scripted to fail the first `fail_first` requests with 500, check the key, and answer
+    with `n` choices carrying reasoning; `requests` and `headers` record what it received."""
 
     def __init__(self, fail_first=1):
-        self.requests, self.headers, self.fail_first = [], [], fail_first
-        server = self
+        self.fail_first = fail_first
+        self.fake = FakeOpenAI(default=self._reply)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.headers.append(dict(self.headers))
-                server.requests.append(body)
-                if len(server.requests) <= server.fail_first:
-                    self.send_response(500)
-                    self.end_headers()
-                    self.wfile.write(b'{"error": "overloaded"}')
-                    return
-                if self.headers.get("Authorization") != f"Bearer {SECRET}":
-                    self.send_response(401)
-                    self.end_headers()
-                    self.wfile.write(b'{"error": "bad key"}')
-                    return
-                choices = [{"index": k, "finish_reason": "stop",
-                            "message": {"role": "assistant", "content": f"(B) answer {k}",
-                                        "reasoning_content": f"thought {k}"}} for k in range(body.get("n", 1))]
-                data = json.dumps({"choices": choices, "usage": {"prompt_tokens": 12}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def _reply(self, request):
+        if len(self.fake.requests) <= self.fail_first:
+            return 500, '{"error": "overloaded"}'
+        if request["headers"].get("Authorization") != f"Bearer {SECRET}":
+            return 401, '{"error": "bad key"}'
+        choices = [{"index": k, "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": f"(B) answer {k}",
+                                "reasoning_content": f"thought {k}"}} for k in range(request["body"].get("n", 1))]
+        return 200, json.dumps({"choices": choices, "usage": {"prompt_tokens": 12}})
 
-            def log_message(self, *args):
-                pass
+    @property
+    def requests(self):
+        return [r["body"] for r in self.fake.requests]
 
-        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+    @property
+    def headers(self):
+        return [r["headers"] for r in self.fake.requests]
+
+    @property
+    def url(self):
+        return self.fake.base_url
 
     def __enter__(self):
-        self.thread.start()
         return self
 
     def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.fake.close()
 
 
 def test_openai_backend_retries_caches_and_never_leaks_the_key(tmp_path, monkeypatch, capsys):

@@ -3,9 +3,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -13,52 +11,11 @@ import pytest
 from cogito_lib.judges import (JudgeError, OpenAIRubricJudge, RateLimiter, RubricJudge, build_rubric_prompt,
                                parse_rubric_scores)
 from cogito_lib.mmar import load_meta, score_rubrics
+from fake_openai import FakeOpenAI, chat_reply
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mmar"
 FAKE_KEY = "sk-test-SECRET-0123456789abcdef"
 REAL_KEY = os.environ.get("OPENAI_API_KEY")   # only the api-marked test uses it
-
-
-def chat_reply(content):
-    return 200, json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
-
-
-class FakeOpenAI:
-    """A local chat-completions server replying from a script: each entry is (status, body) or a callable."""
-
-    def __init__(self):
-        self.script = []
-        self.requests = []
-        self.default = chat_reply('{"scores": [1, 1, 1, 1, 1]}')
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                step = fake.script.pop(0) if fake.script else fake.default
-                if callable(step):
-                    step = step()
-                status, text = step
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -152,7 +109,7 @@ def test_gives_up_after_max_retries(server, tmp_path, item):
 def test_timeout_is_retried(server, tmp_path, item):
     judge = make_judge(server, tmp_path, timeout=0.3)
 
-    def slow():
+    def slow(request):
         time.sleep(0.8)
         return chat_reply('{"scores": [0, 0, 0, 0, 0]}')
 
