@@ -95,6 +95,13 @@ def check_dataset_root(name: str, root: str | None) -> Check:
     return Check(f"dataset {name}", True, f"{var}={root}")
 
 
+def check_dataset_sources(profile: Profile) -> list[Check]:
+    """Per dataset of the collect mix: root set, a folder, and its adapter's metadata files found there."""
+    from .sources.checks import dataset_checks
+
+    return [Check(name, ok, message) for name, ok, message in dataset_checks(profile)]
+
+
 def check_prerequisites(profile: Profile) -> list[Check]:
     """Every check that matters for `profile`, in the order a user should fix them."""
     checks = [check_kernel(), check_gpu(profile)]
@@ -103,9 +110,7 @@ def check_prerequisites(profile: Profile) -> list[Check]:
     for role in ("base", "annotator", "judge"):
         checks.append(check_weights(role, getattr(profile.models, role)))
     if profile.collect.source == "datasets":
-        for name in DATASET_ENV:
-            if name != "mmar":
-                checks.append(check_dataset_root(name, getattr(profile.datasets, name)))
+        checks.extend(check_dataset_sources(profile))
     if profile.eval.benchmark == "mmar":
         check = check_dataset_root("mmar", profile.datasets.mmar)
         if check.ok and not (Path(profile.datasets.mmar) / "MMAR-meta.jsonl").exists():

@@ -69,6 +69,8 @@ class CollectConfig:
     seed: int = 2026  # world seed of the curation split (pretraining and evaluation use other seeds)
     workers: int = 0  # parallel processes; 0 = all cores
     max_clip_s: float = 30.0  # clips from datasets are cut to this length
+    mix: str = ""  # datasets only: "" = the paper's mix, else weights like "audioset=0.3,clotho=0.1" (a dict works too)
+    enrichers: tuple[str, ...] = ()  # offline metadata for thin clips (sources.enrich): vad, pitch, transcript
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,8 @@ def _paper() -> Profile:
         description="the paper's setting: Qwen3-Omni models, the ten datasets, GPUs",
         requires_gpu=True,
         world=WorldConfig(),
-        collect=CollectConfig(source="datasets", num_clips=550_000, seed=2026, workers=0),
+        collect=CollectConfig(source="datasets", num_clips=550_000, seed=2026, workers=0,
+                              enrichers=("vad", "pitch", "transcript")),
         models=ModelConfig(
             family="qwen3_omni",
             base="Qwen/Qwen3-Omni-30B-A3B-Thinking",
@@ -272,6 +275,48 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "world.tts_engine": ("espeak-ng",),
     "base.size": ("tiny", "tiny-whisper", "mini", "mini-whisper", "small"),
 }
+ENRICHER_NAMES = ("vad", "pitch", "transcript")  # allowed items of collect.enrichers (cogito_lib.sources.enrich)
+
+
+MIX_DATASETS = tuple(name for name in DATASET_ENV if name != "mmar")  # names collect.mix may weight
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """`collect.mix` as {dataset: weight}: "audioset=0.3, clotho=0.1" (weights are relative; unnamed datasets get
+    0); "" means the paper's mix and gives {}. Raises ConfigError naming the field and what is wrong."""
+    weights: dict[str, float] = {}
+    for part in (text or "").replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        if not sep:
+            name, sep, value = part.partition(":")
+        name = name.strip().lower().replace("-", "_")
+        if not sep or not name:
+            raise ConfigError(f"collect.mix: {part.strip()!r} is not NAME=WEIGHT; write e.g. "
+                              "collect.mix='audioset=0.3,clotho=0.1'")
+        if name not in MIX_DATASETS:
+            raise ConfigError(f"collect.mix: unknown dataset {name!r}; allowed: {', '.join(MIX_DATASETS)}")
+        if name in weights:
+            raise ConfigError(f"collect.mix: {name!r} is given twice")
+        try:
+            weight = float(value)
+        except ValueError:
+            raise ConfigError(f"collect.mix: the weight of {name!r} must be a number, got {value.strip()!r}") from None
+        if not weight >= 0 or weight == float("inf"):
+            raise ConfigError(f"collect.mix: the weight of {name!r} must be a finite number >= 0, got {weight}")
+        weights[name] = weight
+    if weights and sum(weights.values()) <= 0:
+        raise ConfigError("collect.mix: every weight is 0; give at least one dataset a weight > 0 (or leave "
+                          "collect.mix empty for the paper's mix)")
+    return weights
+
+
+def _mix_text(value: Any) -> Any:
+    """A dict override of collect.mix ({"audioset": 0.3, ...}) as its string form; anything else unchanged."""
+    if isinstance(value, Mapping):
+        return ",".join(f"{name}={weight}" for name, weight in value.items())
+    return value
 
 
 def _leaf_types(profile: Profile) -> dict[str, Any]:
@@ -304,6 +349,13 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
             except ConfigError as err:
                 errors.append(err)
         raise ConfigError(f"{key} must be {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    if origin is tuple:  # tuple[str, ...]: a tuple, a list, or a comma-separated string ("vad,pitch")
+        items = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        item_tp = typing.get_args(tp)[0]
+        if not isinstance(items, (tuple, list)) or not all(isinstance(item, item_tp) for item in items):
+            raise ConfigError(f"{key} must be {_type_name(tp)} (a list or a comma-separated string), "
+                              f"got {type(value).__name__} {value!r}")
+        return tuple(items)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
@@ -329,6 +381,13 @@ def _validate(profile: Profile) -> None:
         raise ConfigError("collect.num_clips must be >= 1")
     if profile.collect.workers < 0:
         raise ConfigError("collect.workers must be >= 0 (0 = all cores)")
+    if not profile.collect.max_clip_s > 0:
+        raise ConfigError("collect.max_clip_s must be > 0 (seconds kept of each dataset clip)")
+    parse_mix(profile.collect.mix)
+    unknown = [name for name in profile.collect.enrichers if name not in ENRICHER_NAMES]
+    if unknown:
+        raise ConfigError(f"collect.enrichers: unknown enricher(s) {', '.join(map(repr, unknown))}; "
+                          f"allowed: {', '.join(ENRICHER_NAMES)} (or none: ())")
     a = profile.annotate
     if not 1 <= a.min_questions_per_clip <= a.max_questions_per_clip:
         raise ConfigError("annotate.min_questions_per_clip must be >= 1 and <= annotate.max_questions_per_clip")
@@ -348,6 +407,8 @@ def load_profile(name: str, overrides: Mapping[str, Any] | None = None) -> Profi
             continue
         if key not in hints:
             raise ConfigError(f"unknown parameter {key!r}; allowed parameters: {', '.join(sorted(hints))}")
+        if key == "collect.mix":
+            value = _mix_text(value)
         value = _check_type(key, value, hints[key])
         section, _, attr = key.partition(".")
         profile = replace(profile, **{section: replace(getattr(profile, section), **{attr: value})})

@@ -259,3 +259,41 @@ def plot_rates(rates: Mapping[str, float], save_as: str | Path | None = None, *,
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel, ylim=(0, 100) if as_percent else None)
     ax.tick_params(axis="x", rotation=30)
     return _finish(figure, save_as)
+
+
+def plot_source_mix(plan, save_as: str | Path | None = None, *, ax: Axes | None = None) -> Figure:
+    """Clips per dataset, planned beside obtained, grouped by domain (sound, speech, music).
+
+    `plan` is the `plan` of stage 1's stats.json ({dataset: {title, domain, planned, obtained, ...}}), a list of such
+    rows (with a `dataset` key), or `cogito_lib.sources.sampling_plan(profile)` (planned only: no obtained bars)."""
+    if isinstance(plan, Mapping):
+        rows = [{"dataset": name, **row} for name, row in plan.items()]
+    else:
+        rows = _records(plan)
+    domains = ["sound", "speech", "music"]
+    rows = sorted(rows, key=lambda r: (domains.index(r["domain"]) if r.get("domain") in domains else len(domains)))
+    long = [{"dataset": f"{r.get('title') or r['dataset']} ({r.get('domain', '?')})", "kind": kind, "clips": r[kind]}
+            for r in rows for kind in ("planned", "obtained") if r.get(kind) is not None]
+    table = pd.DataFrame(long, columns=["dataset", "kind", "clips"])
+    figure, ax = _new_axes(ax, (8, max(3.0, 0.45 * len(rows) + 1.5)))
+    if table.empty:
+        ax.text(0.5, 0.5, "no sampling plan", ha="center", va="center", transform=ax.transAxes)
+    else:
+        kinds = [k for k in ("planned", "obtained") if k in set(table["kind"])]
+        palette = dict(zip(("planned", "obtained"), sns.color_palette("colorblind", 2).as_hex()))
+        sns.barplot(data=table, x="clips", y="dataset", hue="kind", hue_order=kinds, palette=palette, ax=ax)
+        _label_bars(ax, "x")
+        sns.move_legend(ax, "lower right", title="")
+
+    def shares(kind: str) -> str:
+        total = sum(r.get(kind) or 0 for r in rows)
+        if not total:
+            return "-"
+        return " / ".join(f"{d} {100 * sum(r.get(kind) or 0 for r in rows if r.get('domain') == d) / total:.0f}%"
+                          for d in domains)
+
+    title = f"Dataset mix: planned {shares('planned')}"
+    if any(r.get("obtained") is not None for r in rows):
+        title += f"\nobtained {shares('obtained')}"
+    ax.set(xlabel="clips", ylabel="", title=title)
+    return _finish(figure, save_as)

@@ -33,10 +33,14 @@ def _run_collect(profile: Profile, args: argparse.Namespace) -> dict:
 def _add_collect(parser: argparse.ArgumentParser) -> dict[str, str]:
     parser.add_argument("--num-clips", type=int, help="clips to make (collect.num_clips)")
     parser.add_argument("--workers", type=int, help="worker processes, 0 = all cores (collect.workers)")
-    parser.add_argument("--seed", type=int, help="world seed (collect.seed)")
+    parser.add_argument("--seed", type=int, help="world seed, or the datasets' sampling seed (collect.seed)")
     parser.add_argument("--split", default="curation", help="world split name: curation, pretrain, heldout")
     parser.add_argument("--out-subdir", default="02-data-collection", help="stage folder inside the run dir")
-    return {"num_clips": "collect.num_clips", "workers": "collect.workers", "seed": "collect.seed"}
+    parser.add_argument("--mix", help="datasets only: weights like 'audioset=0.3,clotho=0.1' (collect.mix); "
+                                      "default the paper's mix")
+    parser.add_argument("--max-clip-s", type=float, help="datasets only: seconds kept per clip (collect.max_clip_s)")
+    return {"num_clips": "collect.num_clips", "workers": "collect.workers", "seed": "collect.seed",
+            "mix": "collect.mix", "max_clip_s": "collect.max_clip_s"}
 
 
 def _lazy(module: str, name: str) -> Callable:
@@ -50,7 +54,8 @@ def _lazy(module: str, name: str) -> Callable:
 
 # stage name -> (help, add arguments (returns option -> profile key), run)
 STAGES: dict[str, tuple[str, Callable, Callable]] = {
-    "collect": ("stage 1: synthesise world clips with metadata (02-data-collection)", _add_collect, _run_collect),
+    "collect": ("stage 1: synthesise world clips, or sample the paper's datasets (collect.source=datasets), "
+                "with metadata (02-data-collection)", _add_collect, _run_collect),
     "annotate": ("stage 2: the annotator writes multiple-choice questions per clip (03-qa-construction)",
                  _lazy("annotate", "add_arguments"), _lazy("annotate", "run_cli")),
     "think": ("stage 3: the thinker (the base model) answers with K reasoning samples (04-cot-generation)",

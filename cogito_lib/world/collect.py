@@ -123,14 +123,23 @@ def summarise(records: list[dict], failures: list[dict]) -> dict:
 def collect(profile: Profile, run_dir: str | Path, *, num_clips: int | None = None, seed: int | None = None,
             split: str = "curation", out_subdir: str = STAGE_DIR, workers: int | None = None,
             progress: bool = True) -> dict:
-    """Stage 1: synthesise `num_clips` world clips with their metadata into `RUN_DIR/<out_subdir>/`.
+    """Stage 1: synthesise `num_clips` world clips with their metadata into `RUN_DIR/<out_subdir>/`; with
+    collect.source='datasets' (the paper profile) it samples the paper's datasets instead
+    (`cogito_lib.sources.collect_datasets`, same stage folder and record shape).
 
     Defaults come from `profile.collect` (num_clips, seed, workers; 0 workers = all cores). Resumable and
     deterministic (see the module docstring). Returns the stats dict that is also written to stats.json.
     """
+    if profile.collect.source == "datasets":  # paper scale: the ten datasets from local roots
+        if split != "curation":
+            raise ConfigError(f"split {split!r}: the paper's datasets only make the curation pool; other splits "
+                              "come from the procedural world (collect.source='world')")
+        from cogito_lib.sources import collect_datasets
+
+        return collect_datasets(profile, run_dir, num_clips=num_clips, seed=seed, workers=workers,
+                                out_subdir=out_subdir, progress=progress)
     if profile.collect.source != "world":
-        raise ConfigError(f"collect.source = {profile.collect.source!r}: the procedural world only makes "
-                         "collect.source='world'; the paper's datasets are read by cogito_lib.sources")
+        raise ConfigError(f"collect.source = {profile.collect.source!r}: choose 'world' or 'datasets'")
     start = time.perf_counter()
     world = profile.world
     num_clips = profile.collect.num_clips if num_clips is None else int(num_clips)
