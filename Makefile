@@ -7,15 +7,17 @@ VENV ?= .venv
 PROFILE ?= mini
 RUN_DIR ?=
 ONLY ?=
+SEEDS ?= 0 1 2
 SYSTEM_PACKAGES := espeak-ng
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cogito-installed
 
-.PHONY: reproduce test test-unit test-notebooks lab plan venv system-deps clean distclean help
+.PHONY: reproduce headline test test-unit test-notebooks lab plan venv system-deps clean distclean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make reproduce [PROFILE=mini|tiny|paper] [RUN_DIR=dir] [ONLY='00 02']  run the notebooks headlessly"
+	@echo "make headline [PROFILE=mini] [SEEDS='0 1 2']  the whole loop once per seed, then one table (runs/<profile>-headline/)"
 	@echo "make test            unit tests + notebooks under the tiny profile"
 	@echo "make plan [PROFILE=paper]   what would run and what is missing, without running"
 	@echo "make lab             JupyterLab on the kit's kernel ('cogito')"
@@ -50,6 +52,9 @@ venv: $(STAMP)
 
 reproduce: venv
 	$(PY) -m cogito_lib.run --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(ONLY),--only $(ONLY))
+
+headline: venv
+	$(PY) scripts/headline.py --profile $(PROFILE) --seeds $(SEEDS)
 
 plan: venv
 	$(PY) -m cogito_lib.run --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --plan

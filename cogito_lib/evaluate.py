@@ -258,6 +258,25 @@ def tier_scores(items: Sequence[Mapping], per_item: Mapping[str, float]) -> dict
     return out
 
 
+def skill_accuracy(evaluation: "Evaluation"):
+    """Accuracy (percent) per question skill (rows: tier, skill; columns: models, then `n` and `chance`).
+    Shows where a fine-tune helped and which composite skills no model can answer yet."""
+    import pandas as pd
+
+    items = [it for it in evaluation.benchmark.items if it.get("skill")]
+    if not items:
+        return pd.DataFrame()
+    rows = []
+    for it in items:
+        row = {"tier": it.get("tier", ""), "skill": it["skill"], "chance": 100.0 / max(1, len(it["choices"]))}
+        row.update({name: 100.0 * s["accuracy"]["per_item"].get(it["id"], 0) for name, s in evaluation.scores.items()})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    table = frame.groupby(["tier", "skill"]).mean()
+    table.insert(len(table.columns) - 1, "n", frame.groupby(["tier", "skill"]).size())
+    return table[[*evaluation.scores, "n", "chance"]]
+
+
 def cell_accuracy(items: Sequence[Mapping], per_item: Mapping[str, float]):
     """Accuracy (percent) by modality (rows) and layer (columns); NaN where the benchmark has no item."""
     import pandas as pd
@@ -384,9 +403,11 @@ class Evaluation:
                 "by_layer": {k: v["accuracy"] for k, v in result["accuracy"]["by_category"].items()},
                 "vs_base": {k: v for k, v in (ci.get("vs_reference") or {}).items() if k != "reference"},
                 "adapter": self.models[name].adapter,
+                "per_item": {k: int(v) for k, v in sorted(result["accuracy"]["per_item"].items())},
             }
         return {"benchmark": self.benchmark.name, "benchmark_fingerprint": self.benchmark.fingerprint,
-                "num_items": len(self.benchmark.items), "judge": self.judge, "models": models}
+                "num_items": len(self.benchmark.items), "judge": self.judge, "models": models,
+                "item_tiers": {it["id"]: it.get("tier") for it in self.benchmark.items}}
 
     def metrics(self) -> dict:
         """Flat figures for record_metrics."""
@@ -677,7 +698,55 @@ def summarise_seeds(run_dirs: Mapping[str, str | Path]) -> dict:
             if gains:
                 entry[part]["vs_base"] = {"per_seed": gains, **_mean_std([g["estimate"] for g in gains.values()])}
         out["models"][name] = entry
+        rubrics = {seed: d["models"][name].get("rubrics") for seed, d in per_seed.items() if name in d["models"]}
+        crs = {seed: d["models"][name].get("crs") for seed, d in per_seed.items() if name in d["models"]}
+        if rubrics and crs and all(v is not None for v in (*rubrics.values(), *crs.values())):
+            out.setdefault("quality", {})[name] = {"rubrics": {"per_seed": rubrics, **_mean_std(list(rubrics.values()))},
+                                                   "crs": {"per_seed": crs, **_mean_std(list(crs.values()))}}
+    out["comparisons"] = pooled_comparisons(per_seed)
     return out
+
+
+HEADLINE_MODEL = "self_distill"
+CONTROLS = ("base", "base_cont", "answer_only", "gold_cot", "no_audit")  # what the headline model stands beside
+
+
+def pooled_comparisons(per_seed: Mapping[str, Mapping], model: str = HEADLINE_MODEL,
+                       references: Sequence[str] = CONTROLS, *, n_boot: int = 2000, seed: int = 0) -> dict:
+    """`model` minus each reference, per tier and overall, pooled over seeds: the estimate is the mean over seeds
+    of the paired per-seed difference; the 95% interval resamples items within every seed (a stratified paired
+    bootstrap), so it covers item noise and is centred on the seeds' mean. Needs summary.json files with
+    per-item matches (written by notebook 07 since the seeds table was added); others are left out."""
+    usable = {s: d for s, d in per_seed.items()
+              if model in d["models"] and d["models"][model].get("per_item") and d.get("item_tiers")}
+    out: dict[str, dict] = {}
+    for ref in references:
+        seeds = [s for s, d in usable.items() if (d["models"].get(ref) or {}).get("per_item")]
+        if not seeds:
+            continue
+        entry = {}
+        for part in ("overall",) + TIERS:
+            diffs = []
+            for s in seeds:
+                d = usable[s]
+                a, b = d["models"][model]["per_item"], d["models"][ref]["per_item"]
+                ids = sorted(i for i in a if i in b and (part == "overall" or d["item_tiers"].get(i) == part))
+                if ids:
+                    diffs.append(np.asarray([a[i] - b[i] for i in ids], dtype=float))
+            if len(diffs) != len(seeds):
+                continue
+            rng = np.random.default_rng(seed)
+            boots = np.zeros(n_boot)
+            for values in diffs:
+                boots += values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
+            boots /= len(diffs)
+            low, high = np.quantile(boots, [0.025, 0.975])
+            per = {s: 100.0 * float(v.mean()) for s, v in zip(seeds, diffs)}
+            entry[part] = {"estimate": 100.0 * float(np.mean([v.mean() for v in diffs])), "low": 100.0 * float(low),
+                           "high": 100.0 * float(high), "per_seed": per, "min_seed": min(per.values()),
+                           "n_seeds": len(seeds), "n_items": int(sum(v.size for v in diffs))}
+        out[ref] = entry
+    return {"model": model, "vs": out} if out else {}
 
 
 def _mean_std(values: list[float]) -> dict:
@@ -701,4 +770,24 @@ def seeds_markdown(summary: Mapping) -> str:
             gain_seeds = "; ".join(f"{s}: {g['estimate']:+.1f} [{g['ci'][0]:+.1f}, {g['ci'][1]:+.1f}]"
                                    for s, g in vs["per_seed"].items()) if vs else ""
             lines.append(f"| {name} | {part} | {e['mean']:.1f} +- {e['std']:.1f} | {seeds} | {gain} | {gain_seeds} |")
+    quality = summary.get("quality") or {}
+    if quality:
+        lines += ["", "| model | MMAR-Rubrics mean +- std | CRS mean +- std | per seed (rubrics / CRS) |",
+                  "|---|---|---|---|"]
+        for name, q in quality.items():
+            rub, crs = q["rubrics"], q["crs"]
+            seeds = "; ".join(f"{s}: {rub['per_seed'][s]:.1f} / {crs['per_seed'][s]:.2f}" for s in rub["per_seed"])
+            lines.append(f"| {name} | {rub['mean']:.1f} +- {rub['std']:.1f} | {crs['mean']:.2f} +- {crs['std']:.2f} | "
+                         f"{seeds} |")
+    comparisons = summary.get("comparisons") or {}
+    if comparisons:
+        lines += ["", f"Paired differences of {comparisons['model']}, pooled over seeds (95% interval: paired bootstrap "
+                      "over items within each seed), with each seed's own difference:", "",
+                  "| minus | part | difference [95% CI] | per seed | excludes 0 |", "|---|---|---|---|---|"]
+        for ref, entry in comparisons["vs"].items():
+            for part, c in entry.items():
+                seeds = "; ".join(f"{s}: {v:+.1f}" for s, v in c["per_seed"].items())
+                verdict = "yes, above" if c["low"] > 0 else "yes, below" if c["high"] < 0 else "no"
+                lines.append(f"| {ref} | {part} | {c['estimate']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}] | {seeds} | "
+                             f"{verdict} |")
     return "\n".join(lines) + "\n"

@@ -7,6 +7,15 @@ from typing import Any, Mapping
 from .config import Profile, load_profile, resolve_run_dir
 
 KEEP = (-1, "", None)  # a notebook parameter with one of these values keeps the profile's value
+SEED_STRIDE = 10_000  # replicate seed S moves a stage's seeds by S * SEED_STRIDE (clear of every profile seed)
+
+
+def replicate_seed(profile_seed: int, seed: int) -> int:
+    """The seed a stage uses in replicate `seed` (the notebooks' `SEED` parameter): replicate 0 is the profile's
+    own seed, so the default run and seed 0 share their results; -1 also keeps the profile's seed."""
+    if seed is None or int(seed) < 0:
+        return int(profile_seed)
+    return int(profile_seed) + SEED_STRIDE * int(seed)
 
 
 def _keeps_profile_value(value: Any) -> bool:
@@ -18,13 +27,23 @@ def _keeps_profile_value(value: Any) -> bool:
 
 
 def setup_stage(profile_name: str, run_dir: str | None, stage: str,
-                overrides: Mapping[str, Any] | None = None) -> tuple[Profile, Path, Path]:
+                overrides: Mapping[str, Any] | None = None, *, seed: int = -1,
+                seed_keys: tuple[str, ...] = ()) -> tuple[Profile, Path, Path]:
     """Validate the profile (with the notebook's overrides), create `RUN_DIR/<stage>/` and return
     `(profile, run_dir, stage_dir)`. Fails before any work on a bad profile, key or type.
 
-    Overrides equal to -1, "" or None keep the profile's value (papermill parameters must be plain literals)."""
+    Overrides equal to -1, "" or None keep the profile's value (papermill parameters must be plain literals).
+    `seed` (the notebook's `SEED`, a replicate number) moves each profile seed named in `seed_keys` with
+    `replicate_seed`, so that 3 seeds are 3 independent replicates of the stage."""
     kept = {key: value for key, value in (overrides or {}).items() if not _keeps_profile_value(value)}
     profile = load_profile(profile_name, kept)
+    if seed_keys and not _keeps_profile_value(seed):
+        moved = {}
+        for key in seed_keys:
+            section, _, attr = key.partition(".")
+            moved[key] = replicate_seed(getattr(getattr(profile, section), attr), seed)
+        profile = load_profile(profile_name, {**kept, **moved})
+        print("replicate seed " + str(seed) + ": " + ", ".join(f"{k} = {v}" for k, v in moved.items()))
     run_path = resolve_run_dir(profile, run_dir)
     stage_dir = run_path / stage
     stage_dir.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,7 @@
 """MMAR-synth (the miniature's benchmark) and chapter 07's evaluation runner, on the tiny profile."""
 import json
+
+import numpy as np
 import subprocess
 import sys
 from pathlib import Path
@@ -159,6 +161,15 @@ def test_adapters_in_the_run_dir_are_evaluated_against_the_base(trained):
     assert len(paper_rows) == 2 and "paper" in ev.PAPER_LABEL
     metrics = evaluation.metrics()
     assert metrics["self_distill.submission_valid"] and "self_distill.vs_base.overall" in metrics
+    skills = ev.skill_accuracy(evaluation)
+    assert list(skills.columns) == ["base", "self_distill", "n", "chance"] and skills["n"].sum() == 10
+    for (tier, skill), row in skills.iterrows():
+        mine = [it for it in evaluation.benchmark.items if it["skill"] == skill]
+        assert row["base"] == pytest.approx(100 * np.mean([evaluation.scores["base"]["accuracy"]["per_item"][it["id"]]
+                                                           for it in mine]))
+    summary = json.loads((run_dir / ev.STAGE / "summary.json").read_text())
+    assert summary["models"]["self_distill"]["per_item"] == evaluation.scores["self_distill"]["accuracy"]["per_item"]
+    assert set(summary["item_tiers"]) == {it["id"] for it in evaluation.benchmark.items}
 
 
 def test_gain_sentence_follows_the_numbers():
@@ -214,6 +225,34 @@ def test_headline_summary_over_fake_seed_run_dirs(tmp_path):
     written = json.loads((tmp_path / "mini-headline" / "headline.json").read_text())
     assert written["seeds"] == ["0", "1", "2"]
     assert (tmp_path / "mini-headline" / "headline.md").read_text().startswith("# Headline: profile mini, 3 seed(s)")
+
+
+def test_pooled_comparisons_resample_items_within_seeds(tmp_path):
+    """self_distill minus a control, pooled over seeds: the mean of the seeds' paired differences, an interval
+    from a bootstrap over items within each seed, and every seed's own difference."""
+    rng = np.random.default_rng(3)
+    ids = [f"q{i:03d}" for i in range(200)]
+    tiers = {i: ("atomic" if n % 2 else "composite") for n, i in enumerate(ids)}
+    for seed, lift in enumerate([0.10, 0.20, 0.15]):
+        base = {i: int(rng.random() < 0.4) for i in ids}
+        # self_distill = base, plus a lift on composite items only
+        sd = {i: (1 if tiers[i] == "composite" and rng.random() < lift else base[i]) for i in ids}
+        models = {name: {"accuracy": 100 * np.mean(list(p.values())), "tiers": {}, "per_item": p, "rubrics": 30.0 + seed,
+                         "crs": 0.8} for name, p in (("base", base), ("base_cont", dict(base)), ("self_distill", sd))}
+        run = tmp_path / f"s{seed}" / ev.STAGE
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({"benchmark": "mmar-synth", "num_items": 200, "models": models,
+                                                      "item_tiers": tiers}))
+    summary = ev.summarise_seeds({str(s): tmp_path / f"s{s}" for s in range(3)})
+    vs = summary["comparisons"]["vs"]
+    assert set(vs) == {"base", "base_cont"}
+    comp, atomic = vs["base_cont"]["composite"], vs["base_cont"]["atomic"]
+    assert atomic["estimate"] == 0 and atomic["low"] == 0 == atomic["high"]      # untouched tier: no difference
+    assert comp["low"] > 0 and comp["low"] < comp["estimate"] < comp["high"] and comp["n_seeds"] == 3
+    assert comp["estimate"] == pytest.approx(np.mean(list(comp["per_seed"].values())))
+    assert summary["quality"]["self_distill"]["rubrics"]["mean"] == pytest.approx(31.0)
+    markdown = ev.seeds_markdown(summary)
+    assert "| base_cont | composite |" in markdown and "yes, above" in markdown and "| no |" in markdown
 
 
 def test_an_answer_without_a_think_block_is_scored_not_dropped(monkeypatch):
