@@ -145,10 +145,3 @@ def load_clip(path: str | Path, *, target_rate: int = 16000, max_s: float | None
         raise AudioError("audio_silent", f"{path}: digital silence (every sample is 0): nothing to ask about")
     return mono.astype(np.float32, copy=False), {"source_rate": int(rate), "source_channels": int(channels),
                                                   "truncated": bool(truncated)}
-
-
-def encode_wav(samples: np.ndarray, rate: int) -> bytes:
-    """16-bit PCM mono WAV bytes (clipped to [-1, 1]); the same samples give the same bytes."""
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(samples, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
-    return buf.getvalue()

@@ -29,8 +29,9 @@ import numpy as np
 
 from cogito_lib.config import DATASET_ENV, ConfigError, Profile, num_workers
 from cogito_lib.io import JsonlJournal, atomic_write_bytes, read_json, read_jsonl, stable_id, write_json, write_jsonl
+from cogito_lib.world.collect import _clean_stage_dir, encode_wav
 
-from .audio import AudioError, encode_wav, load_clip, use_torch_threads
+from .audio import AudioError, load_clip, use_torch_threads
 from .base import ScanResult, SourceError, SourceItem
 from .plan import domain_shares, mix_weights, quotas
 from .registry import ADAPTERS, FACT_LAYERS, layers_of
@@ -189,14 +190,6 @@ def _previous_records(stage_dir: Path, fp: str) -> dict[str, dict]:
         if entry.get("fingerprint") == fp and isinstance(entry.get("record"), dict):
             done[entry["record"]["clip_id"]] = entry["record"]
     return {cid: r for cid, r in done.items() if (stage_dir / r["audio_path"]).exists()}
-
-
-def _clean_stage_dir(stage_dir: Path, keep: set[str]) -> None:
-    for path in stage_dir.rglob(".*.tmp"):
-        path.unlink(missing_ok=True)
-    for path in (stage_dir / "audio").glob("*.wav"):
-        if f"audio/{path.name}" not in keep:
-            path.unlink()
 
 
 def summarise(records: list[dict], failures: list[dict]) -> dict:
