@@ -707,6 +707,24 @@ def summarise_seeds(run_dirs: Mapping[str, str | Path]) -> dict:
     return out
 
 
+def headline_verdicts(summary: Mapping, min_gain: float = 5.0) -> list[tuple[str, bool]]:
+    """The headline's bars, each (what, met): self_distill at least `min_gain` points over the base with a pooled
+    interval above 0; above base_cont on composite questions; above answer_only on composite questions."""
+    vs = (summary.get("comparisons") or {}).get("vs") or {}
+    out = []
+    base = (vs.get("base") or {}).get("overall")
+    if base:
+        out.append((f"self_distill - base >= {min_gain:g} points overall with the interval above 0 "
+                    f"({base['estimate']:+.1f} [{base['low']:+.1f}, {base['high']:+.1f}])",
+                    base["estimate"] >= min_gain and base["low"] > 0))
+    for ref in ("base_cont", "answer_only"):
+        c = (vs.get(ref) or {}).get("composite")
+        if c:
+            out.append((f"self_distill - {ref} > 0 on composite questions, interval excluding 0 "
+                        f"({c['estimate']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}])", c["low"] > 0))
+    return out
+
+
 HEADLINE_MODEL = "self_distill"
 CONTROLS = ("base", "base_cont", "answer_only", "gold_cot", "no_audit")  # what the headline model stands beside
 
@@ -780,6 +798,10 @@ def seeds_markdown(summary: Mapping) -> str:
             lines.append(f"| {name} | {rub['mean']:.1f} +- {rub['std']:.1f} | {crs['mean']:.2f} +- {crs['std']:.2f} | "
                          f"{seeds} |")
     comparisons = summary.get("comparisons") or {}
+    verdicts = headline_verdicts(summary)
+    if verdicts:
+        lines += ["", "The bars (issue: the miniature's headline), judged from the pooled intervals below:", ""]
+        lines += [f"- {text}: **{'met' if ok else 'not met'}**" for text, ok in verdicts]
     if comparisons:
         lines += ["", f"Paired differences of {comparisons['model']}, pooled over seeds (95% interval: paired bootstrap "
                       "over items within each seed), with each seed's own difference:", "",

@@ -253,6 +253,11 @@ def test_pooled_comparisons_resample_items_within_seeds(tmp_path):
     assert summary["quality"]["self_distill"]["rubrics"]["mean"] == pytest.approx(31.0)
     markdown = ev.seeds_markdown(summary)
     assert "| base_cont | composite |" in markdown and "yes, above" in markdown and "| no |" in markdown
+    verdicts = dict(ev.headline_verdicts(summary))
+    assert [ok for text, ok in verdicts.items() if text.startswith("self_distill - base_cont")] == [True]
+    assert [ok for text, ok in verdicts.items() if text.startswith("self_distill - base >=")] == [
+        vs["base"]["overall"]["estimate"] >= 5 and vs["base"]["overall"]["low"] > 0]
+    assert "**met**" in markdown
 
 
 def test_an_answer_without_a_think_block_is_scored_not_dropped(monkeypatch):
