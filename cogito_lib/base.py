@@ -259,6 +259,9 @@ def base_model_path(profile: Profile, run_dir: str | Path) -> str:
         return profile.models.base
     info_path = Path(run_dir) / STAGE / f"base-{fingerprint(profile)}" / "base.json"
     if not info_path.exists():
+        others = sorted(p.parent.name for p in (Path(run_dir) / STAGE).glob("base-*/base.json"))
+        hint = (f"; this run dir has {', '.join(others)}, trained with other base settings: run this notebook with "
+                "the same SEED and base.* values as notebook 01") if others else ""
         raise FileNotFoundError(f"{info_path} not found: run notebook 01 (01-base-model) for profile "
-                                f"'{profile.name}' first")
+                                f"'{profile.name}' first{hint}")
     return read_json(info_path)["model_dir"]

@@ -34,6 +34,24 @@ def test_the_stages_with_randomness_declare_seed():
             text = json.loads(nb.read_text())
             source = "".join("".join(c["source"]) for c in text["cells"])
             assert "seed=SEED" in source, nb.name
+    # every notebook that loads notebook 01's base finds the one 01 trained for the same SEED
+    for nb in discover_notebooks():
+        if nb.name[:2] in ("04", "06", "07"):
+            source = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"])
+            assert '"base.world_seed"' in source and "seed=SEED" in source, nb.name
+
+
+def test_a_missing_base_names_the_bases_of_other_seeds(tmp_path):
+    import pytest
+
+    from cogito_lib.base import STAGE, base_model_path
+
+    profile = load_profile("tiny")
+    other = tmp_path / STAGE / "base-0123456789"
+    other.mkdir(parents=True)
+    (other / "base.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="base-0123456789.*same SEED"):
+        base_model_path(profile, tmp_path)
 
 
 def test_headline_runs_seeds_at_once_on_separate_cores(tmp_path):
