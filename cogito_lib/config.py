@@ -229,6 +229,8 @@ def _mini() -> Profile:
         name="mini",
         description="laptop default: the whole miniature loop on a CPU in minutes",
         requires_gpu=False,
+        # two rounds: the second resamples with the round-1 model (README: the headline), controls at 2 x steps
+        train=TrainConfig(rounds=2),
     )
 
 

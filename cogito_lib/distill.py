@@ -15,7 +15,9 @@ saved as its own adapter in `RUN_DIR/06-self-distillation-training/<variant>/ada
   survivors' questions: reasoning that is always right.
 
 `rounds` > 1 adds later self-distillation rounds (`next_round`): the previous round's merged model becomes the
-thinker, Cogito-pipe's stages 3 and 4 run into a round folder, and the model trains on the new survivors.
+thinker, Cogito-pipe's stages 3 and 4 run into a round folder, and the model trains on the new survivors for the
+same steps again. The controls then train `rounds` times as many steps, so that they stand beside the final
+round with equal compute.
 """
 from __future__ import annotations
 
@@ -253,15 +255,20 @@ def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, step
 
 
 def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] | str | None = None, *,
-                 progress: bool = True) -> dict:
-    """Build and train every requested variant (in turn, in this process) with equal step counts; variants
-    without data are skipped with the reason. Writes and returns `RUN_DIR/06-.../stats.json`."""
+                 later_rounds: bool = True, progress: bool = True) -> dict:
+    """Build and train every requested variant (in turn, in this process) with equal compute; variants without
+    data are skipped with the reason. Writes and returns `RUN_DIR/06-.../stats.json`.
+
+    Equal compute: `self_distill` (round 1) trains `planned_steps`; with `train.rounds` R > 1, rounds 2..R each
+    train as many steps again from the previous round's model (unless `later_rounds` is False), so every control
+    trains R x `planned_steps`: the final round and the controls have had the same fine-tuning."""
     run_dir = Path(run_dir)
     stage_dir = run_dir / STAGE
     names = variant_list(variants, profile)
     inputs = load_inputs(run_dir)
     sets = build_training_sets(profile, run_dir, names, inputs=inputs)
     steps = planned_steps(profile, sets, inputs)
+    control_steps = steps * max(1, profile.train.rounds)
     base = base_model_path(profile, run_dir)
     threads = set_threads(profile.train.threads)
     results: dict[str, dict] = {}
@@ -270,8 +277,11 @@ def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] 
         if not tset.examples:
             results[name] = {"variant": name, "status": "skipped", "reason": tset.note, "steps": 0, "examples": 0}
             continue
-        results[name] = train_variant(profile, stage_dir / name, tset, steps, base=base, progress=progress)
-    if profile.train.rounds > 1 and "self_distill" in names and results["self_distill"].get("status") == "trained":
+        # with R rounds the final self-distilled model has had R x steps of fine-tuning: so have the controls
+        results[name] = train_variant(profile, stage_dir / name, tset, steps if name == "self_distill" else control_steps,
+                                      base=base, progress=progress)
+    if later_rounds and profile.train.rounds > 1 and "self_distill" in names \
+            and results["self_distill"].get("status") == "trained":
         previous = results["self_distill"]
         for round_index in range(2, profile.train.rounds + 1):
             thinker = previous.get("merged") or previous["adapter"]  # without train.merge: merged in next_round
@@ -279,7 +289,7 @@ def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] 
             results[f"self_distill_round{round_index}"] = previous
             if previous.get("status") != "trained":
                 break
-    stats = {"steps": steps, "base": str(base), "threads": threads, "variants": results,
+    stats = {"steps": steps, "control_steps": control_steps, "base": str(base), "threads": threads, "variants": results,
              "training_sets": {name: s.summary() for name, s in sets.items()},
              "replay_atomic": profile.train.replay_atomic}
     if _is_main():
@@ -311,7 +321,7 @@ def launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[s
         while pending and len(running) < max(1, processes):
             name = pending.pop(0)
             cmd = [sys.executable, "-m", "cogito_lib.train", "--profile", profile_name, "--run-dir", str(run_dir),
-                   "--variant", name, "--threads", "1", "--no-progress"]
+                   "--variant", name, "--threads", "1", "--no-progress", "--first-round-only"]
             for item in sets:
                 cmd += ["--set", item]
             out = open(log_dir / f"{name}.log", "w")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -703,30 +704,42 @@ def summarise_seeds(run_dirs: Mapping[str, str | Path]) -> dict:
         if rubrics and crs and all(v is not None for v in (*rubrics.values(), *crs.values())):
             out.setdefault("quality", {})[name] = {"rubrics": {"per_seed": rubrics, **_mean_std(list(rubrics.values()))},
                                                    "crs": {"per_seed": crs, **_mean_std(list(crs.values()))}}
-    out["comparisons"] = pooled_comparisons(per_seed)
+    model = headline_model(models)
+    references = CONTROLS + (("self_distill",) if model != "self_distill" else ())
+    out["comparisons"] = pooled_comparisons(per_seed, model, references)
     return out
 
 
 def headline_verdicts(summary: Mapping, min_gain: float = 5.0) -> list[tuple[str, bool]]:
-    """The headline's bars, each (what, met): self_distill at least `min_gain` points over the base with a pooled
-    interval above 0; above base_cont on composite questions; above answer_only on composite questions."""
-    vs = (summary.get("comparisons") or {}).get("vs") or {}
+    """The headline's bars, each (what, met): the self-distilled model (its final round) at least `min_gain`
+    points over the base with a pooled interval above 0; above base_cont on composite questions; above
+    answer_only on composite questions."""
+    comparisons = summary.get("comparisons") or {}
+    vs, model = comparisons.get("vs") or {}, comparisons.get("model", HEADLINE_MODEL)
     out = []
     base = (vs.get("base") or {}).get("overall")
     if base:
-        out.append((f"self_distill - base >= {min_gain:g} points overall with the interval above 0 "
+        out.append((f"{model} - base >= {min_gain:g} points overall with the interval above 0 "
                     f"({base['estimate']:+.1f} [{base['low']:+.1f}, {base['high']:+.1f}])",
                     base["estimate"] >= min_gain and base["low"] > 0))
     for ref in ("base_cont", "answer_only"):
         c = (vs.get(ref) or {}).get("composite")
         if c:
-            out.append((f"self_distill - {ref} > 0 on composite questions, interval excluding 0 "
+            out.append((f"{model} - {ref} > 0 on composite questions, interval excluding 0 "
                         f"({c['estimate']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}])", c["low"] > 0))
     return out
 
 
 HEADLINE_MODEL = "self_distill"
 CONTROLS = ("base", "base_cont", "answer_only", "gold_cot", "no_audit")  # what the headline model stands beside
+_ROUND = re.compile(r"^self_distill_round(\d+)$")
+
+
+def headline_model(models: Iterable[str]) -> str:
+    """The self-distilled model the headline reports: the last round present (`self_distill_roundR`, trained
+    with the same compute as the controls when `train.rounds` = R), else `self_distill`."""
+    rounds = [(int(m.group(1)), name) for name in models if (m := _ROUND.match(name))]
+    return max(rounds)[1] if rounds else HEADLINE_MODEL
 
 
 def pooled_comparisons(per_seed: Mapping[str, Mapping], model: str = HEADLINE_MODEL,

@@ -327,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any profile value, e.g. train.replay_atomic=0 (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--first-round-only", action="store_true",
+                        help="leave later self-distillation rounds (train.rounds > 1) to a later call")
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {"train.max_steps": args.max_steps, "train.learning_rate": args.learning_rate,
                                  "train.threads": args.threads}
@@ -337,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides[key.strip()] = _parse_value(value.strip())
     profile = load_profile(args.profile, overrides)
     stats = run_variants(profile, resolve_run_dir(profile, args.run_dir), args.variant,
-                         progress=not args.no_progress)
+                         later_rounds=not args.first_round_only, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         for name, summary in stats["variants"].items():
             print(f"{name}: {summary.get('status')} steps={summary.get('steps')} "

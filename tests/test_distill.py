@@ -230,6 +230,19 @@ def test_later_rounds_resample_audit_and_train_in_their_own_folders(tmp_path, mo
     assert again["cached"] and again["fingerprint"] == r2["fingerprint"] and len(thinkers) == 2
 
 
+def test_with_later_rounds_the_controls_train_every_round_s_steps(tmp_path):
+    """rounds=2: round 1 of self_distill trains max_steps; a control trains 2 x max_steps (the compute of both
+    rounds); `later_rounds=False` (the parallel launcher's subprocesses) leaves round 2 to a later call."""
+    run_dir = make_run_dir(tmp_path / "equal")
+    profile = load_profile("tiny", {"train.max_steps": 2, "train.replay_atomic": 3, "train.checkpoint_every": 0,
+                                    "train.merge": False, "train.rounds": 2})
+    stats = run_variants(profile, run_dir, ["self_distill", "base_cont"], later_rounds=False, progress=False)
+    assert stats["steps"] == 2 and stats["control_steps"] == 4
+    assert stats["variants"]["self_distill"]["steps"] == 2 and stats["variants"]["base_cont"]["steps"] == 4
+    assert "self_distill_round2" not in stats["variants"] and not (run_dir / STAGE / "round2").exists()
+    assert len(read_jsonl(run_dir / STAGE / "base_cont" / "train_log.jsonl")) == 4
+
+
 KILLER = """
 import os, signal, sys
 from cogito_lib import io, train

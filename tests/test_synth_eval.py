@@ -260,6 +260,30 @@ def test_pooled_comparisons_resample_items_within_seeds(tmp_path):
     assert "**met**" in markdown
 
 
+def test_the_headline_reports_the_final_self_distillation_round(tmp_path):
+    """With later rounds, the headline model is the last round, compared with every control and with round 1."""
+    assert ev.headline_model(["base", "self_distill", "base_cont"]) == "self_distill"
+    assert ev.headline_model(["self_distill", "self_distill_round2", "self_distill_round10"]) == "self_distill_round10"
+    ids = [f"q{i}" for i in range(40)]
+    tiers = {i: "composite" for i in ids}
+    per = {"base": {i: 0 for i in ids}, "base_cont": {i: int(n < 4) for n, i in enumerate(ids)},
+           "self_distill": {i: int(n < 8) for n, i in enumerate(ids)},
+           "self_distill_round2": {i: int(n < 20) for n, i in enumerate(ids)}}
+    models = {name: {"accuracy": 100 * np.mean(list(p.values())), "tiers": {}, "per_item": p}
+              for name, p in per.items()}
+    (tmp_path / ev.STAGE).mkdir(parents=True)
+    (tmp_path / ev.STAGE / "summary.json").write_text(json.dumps({"benchmark": "mmar-synth", "num_items": 40,
+                                                                 "models": models, "item_tiers": tiers}))
+    summary = ev.summarise_seeds({"0": tmp_path})
+    assert summary["comparisons"]["model"] == "self_distill_round2"
+    vs = summary["comparisons"]["vs"]
+    assert set(vs) == {"base", "base_cont", "self_distill"}
+    assert vs["base"]["composite"]["estimate"] == pytest.approx(50.0)
+    assert vs["self_distill"]["composite"]["estimate"] == pytest.approx(30.0)
+    verdicts = dict(ev.headline_verdicts(summary))
+    assert any(text.startswith("self_distill_round2 - base >= 5") and ok for text, ok in verdicts.items())
+
+
 def test_an_answer_without_a_think_block_is_scored_not_dropped(monkeypatch):
     """The answer_only control answers without reasoning: evaluation scores what it said (MMAR scores answers)."""
     import cogito_lib.models.generate as generate
