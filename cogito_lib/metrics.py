@@ -34,11 +34,16 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"metric value of type {type(value).__name__} is not JSON-serialisable: {value!r}")
 
 
-def merge_run_metrics(run_dir: str | os.PathLike, section: str, key: str, values: Mapping[str, Any]) -> dict:
-    """Merge `values` into `RUN_DIR/metrics.json` at `[section][key]` (atomic rewrite) and return the file's content."""
+def merge_run_metrics(run_dir: str | os.PathLike, section: str, key: str, values: Mapping[str, Any], *,
+                      replace: bool = False) -> dict:
+    """Merge `values` into `RUN_DIR/metrics.json` at `[section][key]` (atomic rewrite) and return the file's content;
+    `replace` drops what the entry held before (a rerun's record must not keep an earlier failure's fields)."""
     path = Path(run_dir) / RUN_METRICS
     data = read_json(path, default={}) or {}
-    data.setdefault(section, {}).setdefault(key, {}).update(_jsonable(dict(values)))
+    entry = data.setdefault(section, {})
+    if replace:
+        entry[key] = {}
+    entry.setdefault(key, {}).update(_jsonable(dict(values)))
     write_json(path, data)
     return data
 

@@ -106,13 +106,14 @@ def run_notebook(notebook: Path, run_dir: Path, parameters: dict, *, kernel: str
     except Exception as err:  # PapermillExecutionError, NoSuchKernel, ...
         wall_s = time.perf_counter() - start
         merge_run_metrics(run_dir, "notebooks", notebook.stem,
-                          {"status": "failed", "wall_s": round(wall_s, 2), "error": f"{type(err).__name__}"})
+                          {"status": "failed", "wall_s": round(wall_s, 2), "error": f"{type(err).__name__}"},
+                          replace=True)
         if type(err).__name__ == "NoSuchKernel":
             raise RunError(f"kernel '{kernel}' is not registered: run `make venv`") from err
         raise RunError(_failure_message(notebook, output, err)) from err
     wall_s = time.perf_counter() - start
     merge_run_metrics(run_dir, "notebooks", notebook.stem,
-                      {"status": "ok", "wall_s": round(wall_s, 2), "executed": output.name})
+                      {"status": "ok", "wall_s": round(wall_s, 2), "executed": output.name}, replace=True)
     return NotebookResult(notebook.stem, wall_s, output)
 
 

@@ -49,6 +49,14 @@ def test_record_metrics_writes_stage_file_and_merges(tmp_path):
     assert json.loads((tmp_path / "02-data-collection" / "metrics.json").read_text())["num_clips"] == 5
 
 
+def test_a_rerun_notebook_record_replaces_an_earlier_failure(tmp_path):
+    merge_run_metrics(tmp_path, "notebooks", "04-cot", {"status": "failed", "error": "PapermillExecutionError"})
+    merge_run_metrics(tmp_path, "notebooks", "04-cot", {"status": "ok", "wall_s": 3.0}, replace=True)
+    assert load_run_metrics(tmp_path)["notebooks"]["04-cot"] == {"status": "ok", "wall_s": 3.0}
+    merge_run_metrics(tmp_path, "notebooks", "04-cot", {"extra": 1})  # without replace, values merge
+    assert load_run_metrics(tmp_path)["notebooks"]["04-cot"] == {"status": "ok", "wall_s": 3.0, "extra": 1}
+
+
 def test_record_metrics_rejects_objects_it_cannot_store(tmp_path):
     with pytest.raises(TypeError, match="not JSON-serialisable"):
         record_metrics(tmp_path, "x", {"obj": object()})
