@@ -278,8 +278,8 @@ def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] 
             results[name] = {"variant": name, "status": "skipped", "reason": tset.note, "steps": 0, "examples": 0}
             continue
         # with R rounds the final self-distilled model has had R x steps of fine-tuning: so have the controls
-        results[name] = train_variant(profile, stage_dir / name, tset, steps if name == "self_distill" else control_steps,
-                                      base=base, progress=progress)
+        variant_steps = steps if name == "self_distill" else control_steps
+        results[name] = train_variant(profile, stage_dir / name, tset, variant_steps, base=base, progress=progress)
     if later_rounds and profile.train.rounds > 1 and "self_distill" in names \
             and results["self_distill"].get("status") == "trained":
         previous = results["self_distill"]
