@@ -125,6 +125,9 @@ class ThinkConfig:
     temperature: float = 0.7  # sampling temperature (the check in 01 showed T=1 lowers judge-pass@K below greedy)
     top_p: float = 0.95  # nucleus sampling
     max_new_tokens: int = 160  # reasoning + answer budget
+    # plan-guided samples per question (pipe/think.py; beyond the paper): the thinker's own listing, then the
+    # annotator's step names one by one for it to fill in. 0 = the paper's stage 3 (question and choices only)
+    plan_samples: int = 0
     batch_size: int = 32  # prompts per generation batch
 
 
@@ -231,6 +234,7 @@ def _mini() -> Profile:
         requires_gpu=False,
         # two rounds: the second resamples with the round-1 model (README: the headline), controls at 2 x steps
         train=TrainConfig(rounds=2),
+        think=ThinkConfig(plan_samples=2),
     )
 
 
@@ -393,6 +397,9 @@ def _validate(profile: Profile) -> None:
     a = profile.annotate
     if not 1 <= a.min_questions_per_clip <= a.max_questions_per_clip:
         raise ConfigError("annotate.min_questions_per_clip must be >= 1 and <= annotate.max_questions_per_clip")
+    if not 0 <= profile.think.plan_samples <= profile.think.num_samples:
+        raise ConfigError("think.plan_samples must be >= 0 and <= think.num_samples (each plan-guided sample grows "
+                          "from one of the first plain samples' listing); 0 turns plan guidance off")
 
 
 def load_profile(name: str, overrides: Mapping[str, Any] | None = None) -> Profile:

@@ -128,6 +128,22 @@ def test_audit_keeps_gold_and_rejects_each_bad_sample_with_its_reason(run_dir):
         assert (stage(run_dir) / "figures" / f"{name}.png").stat().st_size > 1000
 
 
+def test_plan_guided_samples_are_audited_alike_and_counted(run_dir):
+    questions = questions_of(run_dir)
+    path = run_dir / "04-cot-generation" / "cot.jsonl"
+    cot = read_jsonl(path)
+    cot[0]["guided"] = True  # the first question's gold sample, as if it had been plan-guided
+    cot += [dict(cot_line(q, 4, hallucinated(q), q["answer"]), guided=True) for q in questions]
+    write_jsonl(path, cot)
+    stats = A.audit(TINY, run_dir, progress=False)
+    n = len(questions)
+    assert stats["guided_samples"] == n + 1 and stats["kept"] == n
+    kept = read_jsonl(stage(run_dir) / "train.jsonl")
+    assert stats["kept_guided"] == 1 and [r["id"] for r in kept if r["guided"]] == [cot[0]["id"]]
+    rejected = read_jsonl(stage(run_dir) / "rejected.jsonl")
+    assert sum(r["guided"] and r["reason"] == "judge_rejected" for r in rejected) == n  # judged like any sample
+
+
 def test_consistency_is_the_official_mmar_rule(run_dir):
     q = questions_of(run_dir)[0]
     gold = tasks.reasoning_text(q["listing"], [tuple(s) for s in q["steps"]], q["answer"])

@@ -219,3 +219,11 @@ def test_prompt_only_request_to_openai_messages():
     assert request_to_openai_messages(GenerationRequest("t", prompt="hi"))[0] == {"role": "user", "content": "hi"}
     with pytest.raises(ValueError, match="unknown backend"):
         make_backend("tgi")
+
+
+def test_a_stop_string_reaches_vllm_and_keeps_itself_in_the_text():
+    request = GenerationRequest("q", prompt="hello", max_new_tokens=8, temperature=0.7, stop=("\n",))
+    _, params = request_to_vllm(request, lambda messages: "unused")
+    assert params["stop"] == ["\n"] and params["include_stop_str_in_output"] is True
+    assert request.sampling().stop == ("\n",)
+    assert "stop" not in request_to_vllm(GenerationRequest("q", prompt="hello"), lambda m: "")[1]

@@ -29,6 +29,7 @@ def test_paper_profile_has_the_papers_values(monkeypatch):
     assert paper.requires_gpu and paper.collect.source == "datasets"
     assert paper.datasets.fma == "/data/fma"  # dataset roots come from env vars
     assert set(DATASET_ENV) == set(paper.datasets.__dataclass_fields__)
+    assert paper.think.plan_samples == 0  # the paper's thinker sees the question and choices only
 
 
 def test_overrides_apply_and_none_keeps_the_profile_value():
@@ -67,6 +68,8 @@ def test_inconsistent_values_are_rejected():
         load_profile("mini", {"world.min_duration_s": 9.0})
     with pytest.raises(ConfigError, match="pitch"):
         load_profile("mini", {"world.pitch_mid_hz": 100.0})
+    with pytest.raises(ConfigError, match="think.plan_samples"):
+        load_profile("mini", {"think.plan_samples": 9})  # more than the 8 plain samples it grows from
 
 
 def test_run_dir_defaults_to_runs_profile(tmp_path):

@@ -101,3 +101,83 @@ def test_the_thinker_refuses_an_api_backend(run_dir):
 def test_missing_inputs_name_the_notebook_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run notebook 03"):
         think_module.think(load_profile("tiny"), tmp_path, progress=False)
+
+
+class _PlanBackend:
+    """Answers a planned step with '<key> value' (and more lines, which must be cut) and the conclusion with 'rain'."""
+
+    name = "fake"
+
+    def __init__(self):
+        self.requests = []
+
+    def render(self, messages):
+        return "PROMPT|"
+
+    def generate(self, requests):
+        from cogito_lib.models.backends import GenerationResult
+
+        results = []
+        for request in requests:
+            self.requests.append(request)
+            written = request.prompt.split("|", 1)[1]
+            if written.endswith("So the answer is"):
+                text = " rain.\n</think>\n\nrain"
+            else:
+                key = written.rsplit("\n", 1)[-1].removesuffix(":")
+                text = f" {key.lower()} value\nInvented: more\n"
+            results.append(GenerationResult(request.request_id, [text]))
+        return results
+
+
+def test_plan_guidance_writes_the_step_names_and_never_their_values():
+    from cogito_lib.models.backends import GenerationResult
+
+    planned = {"id": "q1", "steps": [["Words", "Come in"], ["Before", "doorbell"]]}
+    unplanned = {"id": "q2"}
+    first = '<think>\nI hear: loud knock; man says "Come in!"\nCount: 3\nSo the answer is 3.'
+    results = [GenerationResult("q1", [first, "no listing at all", "<think>\nI hear: a third sample"]),
+               GenerationResult("q2", ["<think>\nI hear: rain\nSo the answer is rain."] * 3)]
+    backend = _PlanBackend()
+    guided = think_module.plan_guided(backend, [planned, unplanned], results, [None, None],
+                                      prompts=["PROMPT|", "PROMPT|"], num=2, temperature=0.7, top_p=0.95,
+                                      max_new_tokens=99, seed=5)
+    assert guided[1] == []  # no steps from the annotator: no plan
+    assert guided[0] == [{"source": 0, "plan": ["Words", "Before"], "text": (
+        '<think>\nI hear: loud knock; man says "Come in!"\nWords: words value\nBefore: before value\n'
+        "So the answer is rain.\n</think>\n\nrain")}]  # sample 1 has no listing; sample 2 is past `num`
+    steps, conclusion = backend.requests[:2], backend.requests[2]
+    assert all(r.stop == ("\n",) and r.max_new_tokens == think_module.PLAN_STEP_TOKENS for r in steps)
+    assert conclusion.stop == () and conclusion.max_new_tokens == 99
+    assert [r.seed for r in backend.requests] == [5, 6, 7]
+    assert not any("doorbell" in r.prompt or "Come in\n" in r.prompt for r in backend.requests)
+
+
+def test_plan_guided_samples_join_the_plain_ones(run_dir, monkeypatch, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir / "02-data-collection", copy / "02-data-collection")
+    shutil.copytree(run_dir / "03-qa-construction", copy / "03-qa-construction")
+    shutil.copytree(run_dir / "01-base-model", copy / "01-base-model")
+    # the 6-step tiny base rarely writes a listing line: give every sample one, so the real generation path runs
+    monkeypatch.setattr(think_module, "listing_head", lambda text: "<think>\nI hear: something\n")
+    profile = load_profile("tiny", {"think.plan_samples": 1})
+    stats = think_module.think(profile, copy, progress=False)
+    questions = read_jsonl(copy / "03-qa-construction" / "qa.jsonl")
+    cot = read_jsonl(copy / "04-cot-generation" / "cot.jsonl")
+    k = profile.think.num_samples
+    planned = [q for q in questions if q.get("steps")]
+    guided = [r for r in cot if r["guided"]]
+    assert stats["guided_samples"] == len(guided) == len(planned) > 0
+    assert stats["samples"] == k * len(questions) + len(guided)
+    by_id = {q["id"]: q for q in questions}
+    for record in guided:
+        assert record["sample_index"] == k and record["id"].endswith(f"-s{k}") and record["plan_source"] == 0
+        plan = [key for key, _ in by_id[record["question_id"]]["steps"]]
+        assert record["plan"] == plan
+        lines = record["text"].split("\n")
+        assert lines[:2] == ["<think>", "I hear: something"]
+        assert [line.split(":", 1)[0] for line in lines[2:2 + len(plan)]] == plan  # one line per planned step
+        assert lines[2 + len(plan)].startswith("So the answer is")
+    assert not any(r["guided"] for r in cot if r["sample_index"] < k)

@@ -47,6 +47,7 @@ class GenerationRequest:
     top_p: float = 1.0
     num_samples: int = 1
     seed: int = 0
+    stop: tuple[str, ...] = ()  # end a sample at the first of these strings (it stays in the text)
 
     def has_audio(self) -> bool:
         return self.audio_path is not None or self.waveform is not None
@@ -61,7 +62,7 @@ class GenerationRequest:
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-                              num_samples=self.num_samples, seed=self.seed)
+                              num_samples=self.num_samples, seed=self.seed, stop=tuple(self.stop))
 
 
 @dataclass
@@ -161,6 +162,8 @@ def request_to_vllm(request: GenerationRequest, render: Callable[[list[dict]], s
         prompt["multi_modal_data"] = {"audio": [(audio, SAMPLE_RATE)]}
     params = dict(n=request.num_samples, max_tokens=request.max_new_tokens, seed=request.seed,
                   temperature=max(request.temperature, 0.0), top_p=request.top_p if request.temperature > 0 else 1.0)
+    if request.stop:
+        params.update(stop=list(request.stop), include_stop_str_in_output=True)
     return prompt, params
 
 

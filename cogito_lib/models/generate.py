@@ -248,6 +248,7 @@ class SamplingConfig:
     top_p: float = 1.0  # nucleus sampling
     num_samples: int = 1  # K outputs per prompt (sampling only; greedy repeats its one output)
     seed: int = 0  # torch seed, offset by batch index so reruns give the same samples
+    stop: tuple[str, ...] = ()  # stop a sample once its new text contains one of these (kept in the text)
 
     @property
     def greedy(self) -> bool:
@@ -289,6 +290,8 @@ def generate_texts(model, processor, prompts: Sequence[str], audios: Sequence[An
     else:
         gen_kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
                           top_k=0, num_return_sequences=k)
+    if sampling.stop:
+        gen_kwargs.update(stop_strings=list(sampling.stop), tokenizer=tokenizer)
     starts = range(0, len(prompts), batch_size)
     if progress:
         from tqdm.auto import tqdm

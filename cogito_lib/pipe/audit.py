@@ -66,7 +66,8 @@ FUNNEL_REMOVES = {"parsed": ("unknown_question", "missing_audio", "parse_failed"
                   "answer-consistent": ("answer_mismatch",), "length ok": ("too_short", "too_long"),
                   "judge-approved": ("judge_rejected", "judge_output_invalid"), "kept": ("duplicate",)}
 TRAIN_FIELDS = ("id", "question_id", "clip_id", "audio_path", "question", "choices", "answer", "modality",
-                "category", "sub-category", "tier", "skill", "thinking", "answer_prediction", "sample_index")
+                "category", "sub-category", "tier", "skill", "thinking", "answer_prediction", "sample_index",
+                "guided")  # guided: a plan-guided sample (04's think.plan_samples), not a plain one
 QUESTION_FIELDS = ("question", "choices", "answer", "modality", "category", "sub-category", "tier", "skill")
 GROUPS = {"category": "by_layer", "modality": "by_modality", "tier": "by_tier", "skill": "by_skill"}
 DEFAULT_MAX_THINKING_CHARS = 4000
@@ -216,7 +217,8 @@ def _sample_view(raw: Mapping, number: int) -> dict:
     sample_id = raw.get("id") or (f"{question_id}-s{sample_index}" if question_id is not None else f"cot-line-{number}")
     return {"id": str(sample_id), "question_id": question_id, "clip_id": raw.get("clip_id"),
             "sample_index": sample_index, "thinking": thinking, "answer_prediction": answer_prediction,
-            "parse_failed": parse_failed, "parse_status": parse_status, "line": number}
+            "parse_failed": parse_failed, "parse_status": parse_status, "line": number,
+            "guided": bool(raw.get("guided"))}
 
 
 def _cheap_checks(sample: dict, question: dict | None, audio_problem: str | None, *, min_chars: int,
@@ -334,7 +336,7 @@ def audit(profile: Profile, run_dir: str | Path, *, progress: bool = True,
     for number, raw in tqdm(entries, desc="audit: checks", unit="sample", disable=not progress, file=sys.stderr):
         if raw is None:
             rows.append({"id": f"cot-line-{number}", "question_id": None, "clip_id": None, "sample_index": None,
-                         "thinking": None, "answer_prediction": None, "line": number, "question": None,
+                         "thinking": None, "answer_prediction": None, "line": number, "question": None, "guided": False,
                          "reason": "parse_failed", "detail": f"cot.jsonl line {number}: {bad_detail[number]}"})
             continue
         sample = _sample_view(raw, number)
@@ -457,6 +459,7 @@ def audit(profile: Profile, run_dir: str | Path, *, progress: bool = True,
         "judge": fingerprint,
         "limits": {"min_thinking_chars": min_thinking_chars, "max_thinking_chars": max_thinking_chars},
         "samples": len(rows), "kept": len(kept), "rejected": len(rejected),
+        "guided_samples": sum(r["guided"] for r in rows), "kept_guided": sum(r["guided"] for r in kept),
         "keep_rate": round(len(kept) / len(rows), 4) if rows else None,
         "rejected_by_reason": {reason: reasons.get(reason, 0) for reason in REASONS},
         "funnel": funnel,

@@ -7,6 +7,15 @@ writes `RUN_DIR/04-cot-generation/cot.jsonl` (one line per sample), `skipped.jso
 asked, with a reason) and `stats.json`. Questions are processed in fixed chunks whose sampling seed depends only
 on the chunk, so a run killed with `kill -9` resumes and ends with the same files as an uninterrupted run.
 In a later round, a fine-tuned model can be the thinker (`thinker=` a model folder).
+
+**Plan-guided samples** (`think.plan_samples` > 0; an extension beyond the paper, on in `mini`): for each of the
+first `plan_samples` samples of a question, the thinker's own opening (its think tag and its `I hear:` listing) is
+kept, and the annotator's *plan* - the names of the question's reasoning steps in order, never their values nor
+the answer - is written in one step name at a time; the thinker writes each step's value and then its
+conclusion and answer. This is STaR's rationalisation with a plan instead of the answer as the hint: it lets a
+small base that never chains two of its skills on its own try the chain the question needs. The samples go
+through the same audit; their prompt in training is the plain question, as for every other sample. They need a
+listing line and the annotator's steps (the miniature's); a question without steps gets none.
 """
 from __future__ import annotations
 
@@ -18,15 +27,64 @@ from pathlib import Path
 from ..config import Profile, resolve_run_dir
 from ..io import JsonlJournal, read_jsonl, write_json, write_jsonl
 from ..mmar import is_correct
+from ..tasks import CONCLUSION_PREFIX, LISTING_PREFIX
 
 STAGE = "04-cot-generation"
 QA = Path("03-qa-construction") / "qa.jsonl"
 CHUNK_QUESTIONS = 64  # questions per journalled chunk (the unit of resumption)
+PLAN_STEP_TOKENS = 48  # most new tokens for one planned step's value (a step ends at its newline)
 
 
 def thinker_prompt_fields(question: dict) -> tuple[str, list[str]]:
     """What the thinker is shown: the question and its choices, nothing else."""
     return question["question"], list(question["choices"])
+
+
+def question_plan(question: dict) -> list[str]:
+    """The annotator's plan for a question: the names of its reasoning steps, in order (never their values)."""
+    return [str(step[0]) for step in question.get("steps") or ()]
+
+
+def listing_head(text: str) -> str | None:
+    """A sample's opening up to and including its listing line (`I hear: ...`), or None when it has none."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines[:3]):
+        if line.startswith(LISTING_PREFIX.strip()):
+            return "\n".join(lines[:i + 1]) + "\n"
+    return None
+
+
+def plan_guided(backend, questions: list[dict], results: list, waveforms: list, *, prompts: list[str],
+                num: int, temperature: float, top_p: float, max_new_tokens: int, seed: int) -> list[list[dict]]:
+    """Plan-guided samples for each question (see the module's doc): per question, a list of
+    `{"source": i, "text": ..., "plan": [...]}` grown from its first `num` samples' listings."""
+    from ..models.backends import GenerationRequest
+
+    jobs = []
+    for n, (question, result) in enumerate(zip(questions, results)):
+        plan = question_plan(question)
+        for source, text in enumerate(result.texts[:num] if plan else ()):
+            head = listing_head(text)
+            if head is not None:
+                jobs.append({"question": n, "source": source, "text": head, "plan": plan})
+    for phase in range(max((len(job["plan"]) for job in jobs), default=-1) + 1):
+        active = [job for job in jobs if phase <= len(job["plan"])]
+        requests = []
+        for k, job in enumerate(active):
+            step = phase < len(job["plan"])
+            job["text"] += f"{job['plan'][phase]}:" if step else CONCLUSION_PREFIX.rstrip()
+            requests.append(GenerationRequest(
+                request_id=f"plan-{k}", prompt=prompts[job["question"]] + job["text"],
+                waveform=waveforms[job["question"]], temperature=temperature, top_p=top_p, num_samples=1,
+                max_new_tokens=PLAN_STEP_TOKENS if step else max_new_tokens, seed=seed + phase,
+                stop=("\n",) if step else ()))
+        for job, result in zip(active, backend.generate(requests)):
+            piece = result.texts[0]
+            job["text"] += piece.split("\n", 1)[0] + "\n" if phase < len(job["plan"]) else piece
+    guided: list[list[dict]] = [[] for _ in questions]
+    for job in jobs:
+        guided[job["question"]].append({k: job[k] for k in ("source", "text", "plan")})
+    return guided
 
 
 def _load_questions(run_dir: Path) -> list[dict]:
@@ -41,7 +99,7 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
     """Sample K reasoning traces per question with the thinker; return the stage's stats."""
     from ..base import base_model_path
     from ..models.backends import GenerationRequest
-    from ..models.generate import build_messages, format_mmar_question
+    from ..models.generate import build_messages, format_mmar_question, split_thinking
     from ..train import AudioCache, set_threads
 
     run_dir = Path(run_dir)
@@ -51,7 +109,7 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
     model_path = thinker or base_model_path(profile, run_dir)
     cfg = profile.think
     generation = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
-                  "num_samples": cfg.num_samples, "seed": profile.collect.seed}
+                  "num_samples": cfg.num_samples, "plan_samples": cfg.plan_samples, "seed": profile.collect.seed}
     set_threads(profile.base.threads)
     started = time.perf_counter()
 
@@ -86,14 +144,26 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
                 waveform=audio(q["audio_path"]), max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                 top_p=cfg.top_p, num_samples=cfg.num_samples, seed=profile.collect.seed * 1000 + index)
                 for q in chunk]
-            for q, result in zip(chunk, backend.generate(requests)):
-                for sample_index, (text, out) in enumerate(zip(result.texts, result.splits)):
+            results = backend.generate(requests)
+            guided = [[] for _ in chunk]
+            if cfg.plan_samples:
+                guided = plan_guided(
+                    backend, chunk, results, [r.waveform for r in requests],
+                    prompts=[backend.render(r.messages) for r in requests], num=cfg.plan_samples,
+                    temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                    seed=profile.collect.seed * 1000 + index + 500_000)
+            for q, result, extra in zip(chunk, results, guided):
+                samples = [(text, None, split) for text, split in zip(result.texts, result.splits)]
+                samples += [(g["text"], g, split_thinking(g["text"])) for g in extra]
+                for sample_index, (text, plan, out) in enumerate(samples):
                     journal.append({
                         "kind": "sample", "chunk": index,
                         "id": f"{q['id']}-s{sample_index}", "question_id": q["id"], "clip_id": q["clip_id"],
                         "sample_index": sample_index, "text": text, "thinking": out.thinking,
                         "answer_prediction": out.answer_prediction, "parse_status": out.parse_status,
                         "parse_failed": out.parse_failed, "thinker": str(model_path), "generation": generation,
+                        "guided": plan is not None,
+                        **({"plan": plan["plan"], "plan_source": plan["source"]} if plan else {}),
                     })
             journal.append({"kind": "chunk_done", "chunk": index})
     finally:
@@ -123,6 +193,9 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
         "answer_correct_rate": round(sum(correct) / len(cot), 4) if cot else None,
         "answer_correct_by_tier": _rate_by(cot, correct, by_id, "tier"),
         "answer_correct_by_skill": _rate_by(cot, correct, by_id, "skill"),
+        "plan_samples": cfg.plan_samples, "guided_samples": sum(bool(r.get("guided")) for r in cot),
+        "answer_correct_rate_guided": _rate(correct, [bool(r.get("guided")) for r in cot]),
+        "answer_correct_rate_unguided": _rate(correct, [not r.get("guided") for r in cot]),
         "wall_s": round(wall, 2), "resumed_chunks": len(done_chunks),
         "samples_per_s": round(len(cot) / wall, 2) if wall and not done_chunks else None,
         "generation": generation,
@@ -144,6 +217,11 @@ def thinker_backend(profile: Profile, model_path: str):
                      "model itself, served in-process (hf) or with vLLM (vllm)")
 
 
+def _rate(correct: list[bool], selected: list[bool]) -> float | None:
+    chosen = [ok for ok, keep in zip(correct, selected) if keep]
+    return round(sum(chosen) / len(chosen), 4) if chosen else None
+
+
 def _rate_by(cot: list[dict], correct: list[bool], by_id: dict, key: str) -> dict:
     totals, hits = Counter(), Counter()
     for record, ok in zip(cot, correct):
@@ -156,8 +234,12 @@ def _rate_by(cot: list[dict], correct: list[bool], by_id: dict, key: str) -> dic
 def add_arguments(parser: argparse.ArgumentParser) -> dict[str, str]:
     parser.add_argument("--num-samples", type=int, help="K samples per question (think.num_samples)")
     parser.add_argument("--temperature", type=float, help="sampling temperature (think.temperature)")
+    parser.add_argument("--plan-samples", type=int,
+                        help="plan-guided samples per question, grown from the first plain samples' listings "
+                             "(think.plan_samples; 0 = off)")
     parser.add_argument("--thinker", help="a model folder to think with instead of the base (later rounds)")
-    return {"num_samples": "think.num_samples", "temperature": "think.temperature"}
+    return {"num_samples": "think.num_samples", "temperature": "think.temperature",
+            "plan_samples": "think.plan_samples"}
 
 
 def run_cli(profile: Profile, args: argparse.Namespace) -> dict:
