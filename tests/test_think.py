@@ -71,13 +71,33 @@ def test_resume_after_a_kill_gives_the_same_files(run_dir, monkeypatch):
 
     monkeypatch.setattr(HFBackend, "generate", dies_on_the_third_chunk)
     with pytest.raises(KeyboardInterrupt):
-        think_module.think(profile, run_dir, progress=False)
+        think_module.think(profile, run_dir, progress=False, force=True)
     journal = read_jsonl(run_dir / "04-cot-generation" / "cot.partial.jsonl")
     assert sum(r.get("kind") == "chunk_done" for r in journal) == 2
     monkeypatch.setattr(HFBackend, "generate", real)
     stats = think_module.think(profile, run_dir, progress=False)
     assert stats["resumed_chunks"] == 2
     assert (run_dir / "04-cot-generation" / "cot.jsonl").read_bytes() == reference
+
+
+def test_a_finished_stage_is_reused_until_its_inputs_change(run_dir, monkeypatch):
+    from cogito_lib.models.backends import HFBackend
+
+    profile = load_profile("tiny")
+    first = think_module.think(profile, run_dir, progress=False)
+    cot = (run_dir / "04-cot-generation" / "cot.jsonl").read_bytes()
+    calls = []
+    real = HFBackend.generate
+    monkeypatch.setattr(HFBackend, "generate", lambda self, requests: calls.append(1) or real(self, requests))
+    again = think_module.think(profile, run_dir, progress=False)
+    assert again["reused"] and not calls and again["inputs_key"] == first["inputs_key"]
+    assert (run_dir / "04-cot-generation" / "cot.jsonl").read_bytes() == cot
+    hotter = think_module.think(load_profile("tiny", {"think.temperature": 0.9}), run_dir, progress=False)
+    assert calls and not hotter["reused"] and hotter["inputs_key"] != first["inputs_key"]
+    calls.clear()
+    forced = think_module.think(load_profile("tiny", {"think.temperature": 0.9}), run_dir, progress=False, force=True)
+    assert calls and not forced["reused"]
+    think_module.think(profile, run_dir, progress=False)  # leave the module's run dir as the other tests expect it
 
 
 def test_missing_audio_is_skipped_with_a_reason(run_dir, tmp_path):

@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..config import Profile, resolve_run_dir
-from ..io import JsonlJournal, read_jsonl, write_json, write_jsonl
+from ..io import JsonlJournal, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from ..mmar import is_correct
 from ..tasks import CONCLUSION_PREFIX, LISTING_PREFIX
 
@@ -94,9 +94,34 @@ def _load_questions(run_dir: Path) -> list[dict]:
     return read_jsonl(path)
 
 
+def thinker_signature(model_path: str) -> list:
+    """What identifies the thinker's weights: each weight file's name, size and modification time (a folder), or the
+    id itself (a hub checkpoint)."""
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return [str(model_path)]
+    return [str(folder.resolve())] + [[f.name, f.stat().st_size, f.stat().st_mtime_ns]
+                                      for f in sorted(folder.iterdir())
+                                      if f.suffix in (".safetensors", ".bin", ".pt", ".json")]
+
+
+def inputs_key(run_dir: Path, model_path: str, profile: Profile, limit: int | None) -> str:
+    """The stage's inputs in one id: the questions file, the thinker's weights and everything that shapes the
+    samples (every think.* setting, the seed, the chunking, which sets each chunk's seed)."""
+    import dataclasses
+    import hashlib
+
+    questions = hashlib.sha1((run_dir / QA).read_bytes()).hexdigest()
+    return stable_id(questions, thinker_signature(model_path), dataclasses.asdict(profile.think),
+                     profile.collect.seed, profile.models.backend, CHUNK_QUESTIONS, limit, length=16)
+
+
 def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, progress: bool = True,
-          limit: int | None = None) -> dict:
-    """Sample K reasoning traces per question with the thinker; return the stage's stats."""
+          limit: int | None = None, force: bool = False) -> dict:
+    """Sample K reasoning traces per question with the thinker; return the stage's stats.
+
+    A finished stage with the same inputs (questions, thinker weights, sampling settings) is reused, not sampled
+    again: its `stats.json` is returned with `reused` set. `force=True` samples again."""
     from ..base import base_model_path
     from ..models.backends import GenerationRequest
     from ..models.generate import build_messages, format_mmar_question, split_thinking
@@ -110,6 +135,13 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
     cfg = profile.think
     generation = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
                   "num_samples": cfg.num_samples, "plan_samples": cfg.plan_samples, "seed": profile.collect.seed}
+    key = inputs_key(run_dir, str(model_path), profile, limit)
+    previous = read_json(stage_dir / "stats.json") or {}
+    if (not force and previous.get("inputs_key") == key and (stage_dir / "cot.jsonl").exists()
+            and not (stage_dir / "cot.partial.jsonl").exists()):
+        print(f"stage 3 already ran with these questions, thinker and settings: reusing {stage_dir / 'cot.jsonl'} "
+              "(force=True, or --force, samples again)")
+        return {**previous, "reused": True}
     set_threads(profile.base.threads)
     started = time.perf_counter()
 
@@ -198,7 +230,7 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
         "answer_correct_rate_unguided": _rate(correct, [not r.get("guided") for r in cot]),
         "wall_s": round(wall, 2), "resumed_chunks": len(done_chunks),
         "samples_per_s": round(len(cot) / wall, 2) if wall and not done_chunks else None,
-        "generation": generation,
+        "generation": generation, "inputs_key": key, "reused": False,
     }
     write_json(stage_dir / "stats.json", stats)
     return stats
@@ -238,10 +270,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> dict[str, str]:
                         help="plan-guided samples per question, grown from the first plain samples' listings "
                              "(think.plan_samples; 0 = off)")
     parser.add_argument("--thinker", help="a model folder to think with instead of the base (later rounds)")
+    parser.add_argument("--force", action="store_true",
+                        help="sample again even when a finished run had the same questions, thinker and settings")
     return {"num_samples": "think.num_samples", "temperature": "think.temperature",
             "plan_samples": "think.plan_samples"}
 
 
 def run_cli(profile: Profile, args: argparse.Namespace) -> dict:
     return think(profile, resolve_run_dir(profile, args.run_dir), thinker=args.thinker,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, force=args.force)
