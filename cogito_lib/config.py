@@ -145,6 +145,11 @@ class TrainConfig:
     replay_atomic: int = 400  # fixed atomic pretraining items mixed into every variant (0 = none)
     rounds: int = 1  # self-distillation rounds; round r samples with the round r-1 model as thinker
     seed: int = 0  # batch order, replay draw and initialisation seed (same for every variant)
+    # skill-balanced survivors (distill.balance_survivors; beyond the paper, 0 = off): each skill (question type)
+    # contributes this many traces to self_distill and gold_cot: larger skills are subsampled across their
+    # questions, smaller ones repeated, at most skill_max_repeat times each
+    skill_target: int = 0
+    skill_max_repeat: int = 4
     warmup_steps: int = 5  # linear learning-rate warm-up
     lora_dropout: float = 0.0  # LoRA dropout
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"  # language-model projections
@@ -400,6 +405,12 @@ def _validate(profile: Profile) -> None:
     if not 0 <= profile.think.plan_samples <= profile.think.num_samples:
         raise ConfigError("think.plan_samples must be >= 0 and <= think.num_samples (each plan-guided sample grows "
                           "from one of the first plain samples' listing); 0 turns plan guidance off")
+    if profile.train.skill_target < 0:
+        raise ConfigError("train.skill_target must be >= 0 (traces per skill in self_distill and gold_cot; 0 = off, "
+                          "every survivor once)")
+    if profile.train.skill_max_repeat < 1:
+        raise ConfigError("train.skill_max_repeat must be >= 1 (how often one survivor may be repeated to bring a "
+                          "small skill towards train.skill_target; 1 = never repeat)")
 
 
 def load_profile(name: str, overrides: Mapping[str, Any] | None = None) -> Profile:

@@ -14,6 +14,10 @@ saved as its own adapter in `RUN_DIR/06-self-distillation-training/<variant>/ada
 - `gold_cot`: ground-truth reasoning (`tasks.reasoning_text` of the question's listing and steps) for the
   survivors' questions: reasoning that is always right.
 
+`train.skill_target` > 0 (an option beyond the paper, off in every profile) balances the survivors by skill before
+`self_distill` and `gold_cot` are built (`balance_survivors`), so that a skill the base already solves does not fill
+the fine-tune with near-copies of one chain. Measured on one seed, it did not help (README, "What was tried").
+
 `rounds` > 1 adds later self-distillation rounds (`next_round`): the previous round's merged model becomes the
 thinker, Cogito-pipe's stages 3 and 4 run into a round folder, and the model trains on the new survivors for the
 same steps again. The controls then train `rounds` times as many steps, so that they stand beside the final
@@ -31,7 +35,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -55,6 +59,7 @@ QA = Path("03-qa-construction") / "qa.jsonl"
 COT = Path("04-cot-generation") / "cot.jsonl"
 SURVIVORS = Path("05-quality-verification") / "train.jsonl"
 PRETRAIN = Path(BASE_STAGE) / "pretrain-questions.jsonl"
+BALANCED = ("self_distill", "gold_cot")  # the variants built from the survivors, skill-balanced alike
 
 
 @dataclass
@@ -113,6 +118,56 @@ def replay_examples(inputs: dict, count: int, seed: int) -> list[SFTExample]:
             for i in chosen]
 
 
+def skill_of(record: Mapping) -> str:
+    """The question type a survivor belongs to: the miniature's `skill`, else MMAR's `sub-category`."""
+    return str(record.get("skill") or record.get("sub-category") or "unknown")
+
+
+def balance_survivors(survivors: Sequence[dict], target: int, max_repeat: int, seed: int) -> tuple[list[dict], dict]:
+    """Skill-balanced survivors: each skill contributes `target` traces (0 = off: every survivor once).
+
+    A skill with more survivors is subsampled round-robin over its questions (every question keeps one trace
+    before any keeps two), so a skill the base already solves cannot fill the fine-tune with near-copies; a skill
+    with fewer is repeated in whole passes, each trace at most `max_repeat` times, so the few traces of a skill the
+    base is only starting to chain get a voice without one trace being learnt by heart. Returns the rows and
+    {skill: {"survivors", "used", "distinct"}}."""
+    groups: dict[str, list[dict]] = {}
+    for row in survivors:
+        groups.setdefault(skill_of(row), []).append(row)
+    report = {}
+    if target <= 0:
+        return list(survivors), {k: {"survivors": len(v), "used": len(v), "distinct": len(v)}
+                                 for k, v in sorted(groups.items())}
+    chosen: list[dict] = []
+    for skill in sorted(groups):
+        rows = groups[skill]
+        rng = np.random.default_rng([seed, int(stable_id(skill, length=8), 16)])
+        by_question: dict[str, list[dict]] = {}
+        for row in rows:
+            by_question.setdefault(str(row.get("question_id") or row.get("id")), []).append(row)
+        queues = [[qrows[i] for i in rng.permutation(len(qrows))] for qrows in by_question.values()]
+        queues = [queues[i] for i in rng.permutation(len(queues))]
+        ordered = []  # round-robin: the first trace of every question, then the second, ...
+        for depth in range(max(len(q) for q in queues)):
+            ordered.extend(q[depth] for q in queues if depth < len(q))
+        if len(ordered) >= target:
+            picked = ordered[:target]
+        else:
+            picked = (ordered * max_repeat)[:target]
+        chosen.extend(picked)
+        report[skill] = {"survivors": len(rows), "used": len(picked), "distinct": len({id(r) for r in picked})}
+    return chosen, report
+
+
+def balanced_inputs(inputs: dict, profile: Profile) -> dict:
+    """`inputs` with its survivors skill-balanced by `train.skill_target` (see `balance_survivors`); the report
+    is kept under "balance"."""
+    t = profile.train
+    rows, report = balance_survivors(inputs["survivors"], t.skill_target, t.skill_max_repeat, t.seed)
+    return {**inputs, "survivors": rows, "balance": {"skill_target": t.skill_target,
+                                                     "skill_max_repeat": t.skill_max_repeat, "skills": report}}
+
+
 def build_training_set(variant: str, inputs: dict, run_dir: str | Path, replay: Sequence[SFTExample] = ()) -> TrainingSet:
     """The examples of one variant (see the module docstring), followed by the shared replay."""
     from .tasks import reasoning_text
@@ -126,6 +181,8 @@ def build_training_set(variant: str, inputs: dict, run_dir: str | Path, replay: 
         own = [SFTExample(_audio(run_dir, r), mmar_prompt_text(r), r["thinking"],
                           r.get("answer_prediction") or r["answer"]) for r in inputs["survivors"]]
         sources = {"survivors": len(own), "questions": len({r["question_id"] for r in inputs["survivors"]})}
+        if inputs.get("balance"):
+            sources["balance"] = inputs["balance"]
         note = "" if own else "no trace survived the audit"
     elif variant == "answer_only":
         own = [SFTExample(_audio(run_dir, q), mmar_prompt_text(q), None, q["answer"]) for q in inputs["qa"]]
@@ -174,7 +231,9 @@ def build_training_sets(profile: Profile, run_dir: str | Path, variants: Sequenc
     """Every requested variant's training set, with the same fixed atomic replay in each."""
     inputs = inputs if inputs is not None else load_inputs(run_dir)
     replay = replay_examples(inputs, profile.train.replay_atomic, profile.train.seed)
-    return {v: build_training_set(v, inputs, run_dir, replay) for v in variant_list(variants, profile)}
+    balanced = balanced_inputs(inputs, profile)
+    return {v: build_training_set(v, balanced if v in BALANCED else inputs, run_dir, replay)
+            for v in variant_list(variants, profile)}
 
 
 def planned_steps(profile: Profile, sets: dict[str, TrainingSet], inputs: dict | None = None) -> int:
@@ -199,7 +258,9 @@ def _is_main() -> bool:
 
 def _fingerprint(profile: Profile, base: str, steps: int, tset: TrainingSet) -> str:
     train = dataclasses.asdict(profile.train)
-    for key in ("variants", "rounds", "threads", "parallel", "checkpoint_every", "merge"):
+    # settings that do not change a variant's training, or change it only through its data (hashed below)
+    for key in ("variants", "rounds", "threads", "parallel", "checkpoint_every", "merge", "skill_target",
+                "skill_max_repeat"):
         train.pop(key)
     data = stable_id([dataclasses.astuple(e) for e in tset.examples], length=16)
     return stable_id(train, str(base), steps, data, profile.models.dtype, length=12)
@@ -436,7 +497,7 @@ def next_round(profile: Profile, run_dir: str | Path, round_index: int, thinker:
                   "answer_correct_rate": think_stats.get("answer_correct_rate"), "kept": audit_stats.get("kept"),
                   "rejected_by_reason": {k: v for k, v in (audit_stats.get("rejected_by_reason") or {}).items()
                                          if v}}
-    inputs = load_inputs(run_dir, survivors_path=shadow / SURVIVORS)
+    inputs = balanced_inputs(load_inputs(run_dir, survivors_path=shadow / SURVIVORS), profile)
     replay = replay_examples(inputs, profile.train.replay_atomic, profile.train.seed)
     tset = build_training_set("self_distill", inputs, run_dir, replay)
     if not tset.examples:

@@ -30,6 +30,7 @@ def test_paper_profile_has_the_papers_values(monkeypatch):
     assert paper.datasets.fma == "/data/fma"  # dataset roots come from env vars
     assert set(DATASET_ENV) == set(paper.datasets.__dataclass_fields__)
     assert paper.think.plan_samples == 0  # the paper's thinker sees the question and choices only
+    assert paper.train.skill_target == 0  # the paper trains on every survivor once
 
 
 def test_overrides_apply_and_none_keeps_the_profile_value():
@@ -70,6 +71,10 @@ def test_inconsistent_values_are_rejected():
         load_profile("mini", {"world.pitch_mid_hz": 100.0})
     with pytest.raises(ConfigError, match="think.plan_samples"):
         load_profile("mini", {"think.plan_samples": 9})  # more than the 8 plain samples it grows from
+    with pytest.raises(ConfigError, match="train.skill_target"):
+        load_profile("mini", {"train.skill_target": -1})
+    with pytest.raises(ConfigError, match="train.skill_max_repeat"):
+        load_profile("mini", {"train.skill_max_repeat": 0})
 
 
 def test_run_dir_defaults_to_runs_profile(tmp_path):

@@ -14,8 +14,8 @@ import pytest
 from cogito_lib.base import STAGE as BASE_STAGE
 from cogito_lib.base import fingerprint, mmar_prompt_text
 from cogito_lib.config import load_profile
-from cogito_lib.distill import (STAGE, build_training_sets, load_inputs, merged_thinker, next_round, planned_steps,
-                                run_variants)
+from cogito_lib.distill import (STAGE, balance_survivors, build_training_sets, load_inputs, merged_thinker,
+                                next_round, planned_steps, run_variants)
 from cogito_lib.io import read_json, read_jsonl, write_json, write_jsonl
 from cogito_lib.tasks import reasoning_text
 
@@ -129,6 +129,41 @@ def test_every_variant_builds_its_training_set(run_dir):
     assert planned_steps(TINY, sets) == 2
     derived = load_profile("tiny", {"train.max_steps": 0, "train.replay_atomic": 3, "train.batch_size": 4})
     assert planned_steps(derived, sets) == 2  # one epoch over 3 survivors + 3 replay at batch 4
+
+
+def _survivor(skill: str, question: int, sample: int) -> dict:
+    return {"id": f"{skill}-q{question}-s{sample}", "question_id": f"{skill}-q{question}", "skill": skill}
+
+
+def test_skill_balance_subsamples_big_skills_across_questions_and_repeats_small_ones_within_a_limit():
+    rows = ([_survivor("easy", q, s) for q in range(10) for s in range(6)]  # 60 traces of 10 questions
+            + [_survivor("hard", q, 0) for q in range(3)]  # 3 traces
+            + [_survivor("rare", 0, 0)])  # 1 trace
+    chosen, report = balance_survivors(rows, target=12, max_repeat=4, seed=0)
+    by_skill = {k: [r for r in chosen if r["skill"] == k] for k in ("easy", "hard", "rare")}
+    assert len(by_skill["easy"]) == 12 and len({r["id"] for r in by_skill["easy"]}) == 12
+    # round-robin: every one of the 10 questions keeps a trace before any keeps a third
+    per_question = [sum(r["question_id"] == f"easy-q{q}" for r in by_skill["easy"]) for q in range(10)]
+    assert min(per_question) >= 1 and max(per_question) == 2
+    assert len(by_skill["hard"]) == 12 and {r["id"] for r in by_skill["hard"]} == {f"hard-q{q}-s0" for q in range(3)}
+    assert len(by_skill["rare"]) == 4  # one trace, repeated at most max_repeat times, not up to the target
+    assert report["easy"] == {"survivors": 60, "used": 12, "distinct": 12}
+    assert report["rare"] == {"survivors": 1, "used": 4, "distinct": 1}
+    assert balance_survivors(rows, target=12, max_repeat=4, seed=0)[0] == chosen  # seeded
+    assert balance_survivors(rows, target=12, max_repeat=4, seed=1)[0] != chosen
+    unchanged, report = balance_survivors(rows, target=0, max_repeat=4, seed=0)
+    assert unchanged == rows and report["easy"]["used"] == 60  # 0 = off: every survivor once
+
+
+def test_skill_balance_reaches_self_distill_and_gold_cot_but_not_the_other_controls(run_dir):
+    balanced = load_profile("tiny", {"train.max_steps": 2, "train.replay_atomic": 3, "train.skill_target": 5,
+                                     "train.skill_max_repeat": 2})
+    sets = build_training_sets(balanced, run_dir, "self_distill,gold_cot,no_audit,answer_only")
+    assert sets["self_distill"].own == sets["gold_cot"].own == 5  # 3 survivors, one pass more cut to the target
+    assert sets["self_distill"].sources["balance"]["skills"]["count_pitch"] == {"survivors": 3, "used": 5,
+                                                                                 "distinct": 3}
+    assert sets["no_audit"].own == 12 and sets["no_audit"].sources["kept_by_audit"] == 3
+    assert sets["answer_only"].own == 6
 
 
 def test_variants_train_with_equal_steps_and_are_cached(run_dir):
