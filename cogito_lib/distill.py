@@ -134,11 +134,11 @@ def balance_survivors(survivors: Sequence[dict], target: int, max_repeat: int, s
     groups: dict[str, list[dict]] = {}
     for row in survivors:
         groups.setdefault(skill_of(row), []).append(row)
-    report = {}
     if target <= 0:
         return list(survivors), {k: {"survivors": len(v), "used": len(v), "distinct": len(v)}
                                  for k, v in sorted(groups.items())}
     chosen: list[dict] = []
+    report = {}
     for skill in sorted(groups):
         rows = groups[skill]
         rng = np.random.default_rng([seed, int(stable_id(skill, length=8), 16)])
