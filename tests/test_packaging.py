@@ -1,4 +1,5 @@
 """The conda file, pyproject and Makefile describe the same environment and entry points."""
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -44,3 +45,29 @@ def test_readme_starts_with_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     head = readme[: readme.index("## ")]
     assert "make reproduce" in head and "make test" in head
+
+
+def test_installer_puts_each_heavy_wheel_in_its_own_call_at_the_resolved_version(monkeypatch, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("install_env", ROOT / "scripts" / "install_env.py")
+    install_env = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(install_env)
+    resolved = [("numpy", "2.4.6"), ("nvidia-cudnn-cu12", "9.10.2.21"), ("torch", "2.9.1"),
+                ("transformers", "5.24.0"), ("triton", "3.5.1"), ("torchaudio", "2.9.1")]
+    calls = []
+
+    def fake_pip(*args):
+        calls.append(args)
+        if "--report" in args:  # the dry run: write what pip would install
+            report = Path(args[args.index("--report") + 1])
+            report.write_text(json.dumps({"install": [{"metadata": {"name": n, "version": v}} for n, v in resolved]}))
+
+    monkeypatch.setattr(install_env, "pip", fake_pip)
+    install_env.main([str(tmp_path)])
+    assert "--dry-run" in calls[0]
+    heavy = [c[-1] for c in calls[1:-1]]
+    assert heavy == ["nvidia-cudnn-cu12==9.10.2.21", "torch==2.9.1", "triton==3.5.1", "torchaudio==2.9.1"]
+    assert all("--no-deps" in c for c in calls[1:-1])
+    assert calls[-1][-2:] == ("-e", str(tmp_path)) and "--no-deps" not in calls[-1]
+    assert "scripts/install_env.py" in (ROOT / "Makefile").read_text()
