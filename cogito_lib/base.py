@@ -100,6 +100,7 @@ def pretrain_base(profile: Profile, run_dir: str | Path, *, progress: bool = Tru
     info_path = model_dir / "base.json"
     if info_path.exists():
         info = read_json(info_path)
+        info["model_dir"] = str(model_dir / "model")  # not the recorded path: the run dir may have moved
         info["cached"] = True
         return info
     threads = set_threads(b.threads)
@@ -264,4 +265,6 @@ def base_model_path(profile: Profile, run_dir: str | Path) -> str:
                 "the same SEED and base.* values as notebook 01") if others else ""
         raise FileNotFoundError(f"{info_path} not found: run notebook 01 (01-base-model) for profile "
                                 f"'{profile.name}' first{hint}")
-    return read_json(info_path)["model_dir"]
+    recorded = Path(read_json(info_path)["model_dir"])
+    here = info_path.parent / recorded.name  # the model sits beside base.json, wherever the run dir now is
+    return str(here if here.is_dir() else recorded)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,7 +43,7 @@ import numpy as np
 from .base import STAGE as BASE_STAGE
 from .base import base_model_path, mmar_prompt_text
 from .config import Profile
-from .io import read_json, read_jsonl, stable_id, write_json, write_jsonl
+from .io import from_portable, portable, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from .train import AudioCache, LoopConfig, SFTExample, prepare_lora, save_adapter, set_threads, summarise_log, \
     train_sft
 
@@ -97,9 +98,21 @@ def load_inputs(run_dir: str | Path, *, survivors_path: Path | None = None) -> d
     run_dir = Path(run_dir)
     if not (run_dir / QA).exists():
         raise FileNotFoundError(f"{run_dir / QA} not found: run notebook 03 (QA construction) first")
+    pretrain = [dict(q, audio_file=in_run(q["audio_file"], run_dir)) if q.get("audio_file") else q
+                for q in read_jsonl(run_dir / PRETRAIN)]
     return {"qa": read_jsonl(run_dir / QA), "cot": read_jsonl(run_dir / COT),
-            "survivors": read_jsonl(survivors_path or run_dir / SURVIVORS),
-            "pretrain": read_jsonl(run_dir / PRETRAIN)}
+            "survivors": read_jsonl(survivors_path or run_dir / SURVIVORS), "pretrain": pretrain}
+
+
+def in_run(path: str, run_dir: Path) -> str:
+    """An absolute path recorded inside a stage folder (`.../01-base-model/x.wav`), found in `run_dir` when the run
+    dir has moved since it was written; otherwise `path` as it is."""
+    parts = Path(path).parts
+    for i, part in enumerate(parts):
+        if re.fullmatch(r"\d\d-[a-z0-9-]+", part):
+            here = Path(run_dir).joinpath(*parts[i:])
+            return str(here) if here.exists() else path
+    return path
 
 
 def _audio(run_dir: Path, record: dict) -> str:
@@ -256,30 +269,41 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _fingerprint(profile: Profile, base: str, steps: int, tset: TrainingSet) -> str:
+def _fingerprint(profile: Profile, base: str, steps: int, tset: TrainingSet, run_dir: str | Path) -> str:
+    """What a variant's training depends on; paths inside `run_dir` count relative to it (a moved run dir keeps its
+    trained variants)."""
     train = dataclasses.asdict(profile.train)
     # settings that do not change a variant's training, or change it only through its data (hashed below)
     for key in ("variants", "rounds", "threads", "parallel", "checkpoint_every", "merge", "skill_target",
                 "skill_max_repeat"):
         train.pop(key)
-    data = stable_id([dataclasses.astuple(e) for e in tset.examples], length=16)
-    return stable_id(train, str(base), steps, data, profile.models.dtype, length=12)
+    data = stable_id([portable(dataclasses.astuple(e), run_dir) for e in tset.examples], length=16)
+    return stable_id(train, portable(str(base), run_dir), steps, data, profile.models.dtype, length=12)
+
+
+def recorded_base(summary: Mapping, run_dir: str | Path) -> str | None:
+    """The base a variant was trained from (its summary), found in `run_dir` even after the run dir moved."""
+    return from_portable(summary.get("base_in_run"), run_dir) or summary.get("base")
 
 
 def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, steps: int, *, base: str,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, run_dir: str | Path | None = None) -> dict:
     """Train one variant's LoRA adapter from `base` for `steps` steps into `out_dir` (adapter/, merged/,
     train_log.jsonl, data.jsonl, summary.json). A finished variant with the same inputs is not retrained; an
-    interrupted one resumes from its last checkpoint."""
+    interrupted one resumes from its last checkpoint. `run_dir` (default: two folders above `out_dir`, the usual
+    `RUN_DIR/06-.../<variant>`) is what the inputs' paths are counted relative to."""
     from .models import load_model, save_model
 
     out_dir = Path(out_dir)
+    run_dir = Path(run_dir) if run_dir is not None else out_dir.parent.parent
     t = profile.train
-    key = _fingerprint(profile, base, steps, tset)
+    key = _fingerprint(profile, base, steps, tset, run_dir)
     summary_path = out_dir / "summary.json"
     previous = read_json(summary_path)
     if previous and previous.get("fingerprint") == key and previous.get("status") == "trained":
-        return {**previous, "cached": True}
+        # the recorded paths are where it was trained: report where it is now
+        return {**previous, "base": str(base), "adapter": str(out_dir / "adapter"),
+                "merged": str(out_dir / "merged") if previous.get("merged") else None, "cached": True}
     started_file = out_dir / "fingerprint.json"
     if read_json(started_file, {}).get("fingerprint") != key and out_dir.exists() and _is_main():
         shutil.rmtree(out_dir)  # a checkpoint from other settings or data must not be resumed
@@ -300,8 +324,10 @@ def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, step
     started = time.perf_counter()
     logs = train_sft(model, processor, tset.examples, cfg, audio=AudioCache(), log_path=out_dir / "train_log.jsonl",
                      progress=progress, checkpoint_dir=out_dir, checkpoint_every=t.checkpoint_every)
+    base_in_run = portable(str(base), run_dir)
     summary = {"variant": tset.variant, "status": "trained", "fingerprint": key, "base": str(base),
-               "steps": steps, "examples": len(tset.examples), "own": tset.own, "replay": tset.replay,
+               "base_in_run": base_in_run if base_in_run.startswith("<run>") else None, "steps": steps,
+               "examples": len(tset.examples), "own": tset.own, "replay": tset.replay,
                "trainable_parameters": trainable, "parameters": total, "resumed": resumed,
                "wall_s": round(time.perf_counter() - started, 2), **summarise_log(logs),
                "adapter": str(out_dir / "adapter"), "merged": str(out_dir / "merged") if t.merge else None}
@@ -345,7 +371,9 @@ def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] 
             and results["self_distill"].get("status") == "trained":
         previous = results["self_distill"]
         for round_index in range(2, profile.train.rounds + 1):
-            thinker = previous.get("merged") or previous["adapter"]  # without train.merge: merged in next_round
+            folder = stage_dir / ("self_distill" if round_index == 2 else f"self_distill_round{round_index - 1}")
+            merged = folder / "merged"  # without train.merge: its adapter, merged in next_round
+            thinker = merged if (merged / "config.json").exists() else folder / "adapter"
             previous = next_round(profile, run_dir, round_index, thinker, steps=steps, progress=progress)
             results[f"self_distill_round{round_index}"] = previous
             if previous.get("status") != "trained":
@@ -426,11 +454,12 @@ def _round1_steps(profile: Profile, run_dir: Path) -> int:
     return planned_steps(profile, build_training_sets(profile, run_dir, inputs=inputs), inputs)
 
 
-def merged_thinker(profile: Profile, thinker: str | Path, out_dir: str | Path) -> tuple[Path, str]:
+def merged_thinker(profile: Profile, thinker: str | Path, out_dir: str | Path,
+                   run_dir: str | Path | None = None) -> tuple[Path, str]:
     """A full model folder for `thinker` and a key that changes when it does. `thinker` is a merged model folder
     (used as is) or a variant's folder / adapter folder without a merged model, whose adapter is then merged into
-    the base it was trained from (its summary's `base`) and saved to `out_dir` (reused while the adapter is
-    unchanged)."""
+    the base it was trained from (its summary's `base`, looked up in `run_dir` when it was inside the run dir) and
+    saved to `out_dir` (reused while the adapter is unchanged, also after the run dir moved)."""
     from .models import load_adapter, load_model, save_model
 
     thinker = Path(thinker)
@@ -441,11 +470,13 @@ def merged_thinker(profile: Profile, thinker: str | Path, out_dir: str | Path) -
     if not (adapter / "adapter_config.json").exists():
         raise FileNotFoundError(f"{thinker} is neither a model folder (config.json) nor a LoRA adapter "
                                 f"(adapter_config.json): pass the previous round's merged/ or adapter/ folder")
-    base = summary.get("base") or read_json(adapter / "adapter_config.json", {}).get("base_model_name_or_path")
+    base = (recorded_base(summary, run_dir) if run_dir is not None else summary.get("base")) \
+        or read_json(adapter / "adapter_config.json", {}).get("base_model_name_or_path")
     if not base:
         raise ValueError(f"cannot tell which base {adapter} was trained from (no summary.json with `base`)")
     weights = adapter / "adapter_model.safetensors"
-    key = stable_id(str(base), str(adapter.resolve()), summary.get("fingerprint") or "",
+    # the adapter's training fingerprint and its weights' time say which adapter it is; no absolute paths
+    key = stable_id(summary.get("base_in_run") or str(base), summary.get("fingerprint") or str(adapter.resolve()),
                     weights.stat().st_mtime_ns if weights.exists() else 0, length=12)
     out_dir = Path(out_dir)
     marker = out_dir / "thinker.json"
@@ -477,7 +508,7 @@ def next_round(profile: Profile, run_dir: str | Path, round_index: int, thinker:
     out_dir = run_dir / STAGE / name
     shadow = round_run_dir(run_dir, round_index)
     round_dir = shadow.parent
-    thinker_dir, thinker_key = merged_thinker(profile, thinker, round_dir / "thinker")
+    thinker_dir, thinker_key = merged_thinker(profile, thinker, round_dir / "thinker", run_dir)
     # a new thinker (the previous round retrained) invalidates this round's samples, audit and training
     marker = round_dir / "round.json"
     if (read_json(marker) or {}).get("thinker_key") != thinker_key and _is_main():

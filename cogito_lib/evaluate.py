@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .config import DATASET_ENV, Profile
-from .io import JsonlJournal, read_json, read_jsonl, stable_id, write_json, write_jsonl
+from .io import JsonlJournal, portable, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from .mmar import (LAYERS, MODALITIES, bootstrap_ci, load_meta, normalise_category, score_predictions,
                    score_rubrics, validate_submission, write_submission)
 from .mmar.synth import META_NAME, STAGE, build_mmar_synth
@@ -107,8 +107,8 @@ def load_benchmark(profile: Profile, run_dir: str | Path, *, progress: bool = Tr
     items = meta.items
     if profile.eval.benchmark == "mmar" and profile.eval.num_items < len(items):
         items = items[:profile.eval.num_items]   # a quick partial run; the default (1000) keeps all of MMAR
-    fingerprint = stable_id([(it["id"], it["audio_path"], it["question"], it["choices"], it["answer"])
-                             for it in items], info.get("fingerprint"), length=12)
+    fingerprint = stable_id([(it["id"], portable(it["audio_path"], run_dir), it["question"], it["choices"],
+                              it["answer"]) for it in items], info.get("fingerprint"), length=12)
     return Benchmark(profile.eval.benchmark, meta_path, items, fingerprint, info)
 
 
@@ -122,20 +122,23 @@ class ModelSpec:
     adapter: str | None = None
     merged: str | None = None
 
-    def key(self) -> str:
-        """Identifies the weights: a retrained adapter (new files) gets new predictions."""
+    def key(self, run_dir: str | Path | None = None) -> str:
+        """Identifies the weights: a retrained adapter (new files) gets new predictions. Paths inside `run_dir` count
+        relative to it, so a moved or copied run dir keeps its predictions."""
         stamps = []
         for folder in (self.adapter, self.merged):
             if folder and Path(folder).is_dir():
                 stamps += [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(Path(folder).iterdir())
                            if p.is_file() and p.suffix in (".safetensors", ".bin", ".json")]
-        return stable_id(self.name, str(self.base), self.adapter, self.merged, stamps)
+        paths = [str(self.base), self.adapter, self.merged]
+        return stable_id(self.name, portable(paths, run_dir) if run_dir is not None else paths, stamps)
 
 
 def discover_models(profile: Profile, run_dir: str | Path, include: Sequence[str] | None = None) -> dict[str, ModelSpec]:
     """The base plus every adapter in `RUN_DIR/06-self-distillation-training/<variant>/adapter/` (06's variants
     first in their usual order, then any others such as later rounds), optionally only those in `include`."""
     from .base import base_model_path
+    from .distill import recorded_base
 
     run_dir = Path(run_dir)
     models = {BASE: ModelSpec(BASE, base_model_path(profile, run_dir))}
@@ -146,7 +149,7 @@ def discover_models(profile: Profile, run_dir: str | Path, include: Sequence[str
     for folder in sorted(folders, key=lambda p: (rank.get(p.name, len(rank)), p.name)):
         summary = read_json(folder / "summary.json", {}) or {}
         merged = folder / "merged"
-        models[folder.name] = ModelSpec(folder.name, str(summary.get("base") or models[BASE].base),
+        models[folder.name] = ModelSpec(folder.name, str(recorded_base(summary, run_dir) or models[BASE].base),
                                         str(folder / "adapter"),
                                         str(merged) if (merged / "config.json").is_file() else None)
     if include:
@@ -203,7 +206,7 @@ def predict(spec: ModelSpec, benchmark: Benchmark, profile: Profile, stage_dir: 
     item order and {generated, reused, seconds}."""
     path = predictions_path(stage_dir, spec.name)
     info_path = path.with_suffix(".info.json")
-    settings = {"model": spec.name, "model_key": spec.key(), "benchmark": benchmark.name,
+    settings = {"model": spec.name, "model_key": spec.key(Path(stage_dir).parent), "benchmark": benchmark.name,
                 "benchmark_fingerprint": benchmark.fingerprint, "max_new_tokens": max_new_tokens}
     previous = read_json(info_path, {}) or {}
     if {k: previous.get(k) for k in settings} != settings:

@@ -20,6 +20,39 @@ def stable_id(*parts: Any, length: int = 12) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:length]
 
 
+def portable(value: Any, run_dir: str | os.PathLike) -> Any:
+    """`value` with every path string inside `run_dir` written as `<run>/relative/part` (strings, and lists, tuples
+    and dicts of them, walked; anything else as is). Cache keys hash this instead of absolute paths, so a run dir
+    that is moved or copied (`cp -a`, which keeps the files' times) reuses everything it holds."""
+    root = Path(run_dir)
+    prefixes = sorted({str(root), os.path.abspath(root), str(root.resolve())}, key=len, reverse=True)
+
+    def convert(item: Any) -> Any:
+        if isinstance(item, str):
+            for prefix in prefixes:
+                if item == prefix:
+                    return "<run>"
+                if item.startswith(prefix + os.sep):
+                    return "<run>/" + item[len(prefix) + 1:]
+            return item
+        if isinstance(item, (list, tuple)):
+            return [convert(x) for x in item]
+        if isinstance(item, dict):
+            return {k: convert(x) for k, x in item.items()}
+        return item
+
+    return convert(value)
+
+
+def from_portable(value: str | None, run_dir: str | os.PathLike) -> str | None:
+    """The path a `portable` string names in `run_dir` (`<run>/x` -> `run_dir/x`); other strings and None as is."""
+    if value == "<run>":
+        return str(Path(run_dir))
+    if isinstance(value, str) and value.startswith("<run>/"):
+        return str(Path(run_dir) / value[len("<run>/"):])
+    return value
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` through a temp file in the same folder and a rename."""
     path = Path(path)

@@ -264,6 +264,18 @@ def test_later_rounds_resample_audit_and_train_in_their_own_folders(tmp_path, mo
     again = next_round(profile, run_dir, 2, stage / "self_distill" / "adapter", progress=False)
     assert again["cached"] and again["fingerprint"] == r2["fingerprint"] and len(thinkers) == 2
 
+    # moved elsewhere (the old place gone), the run dir still reuses every variant, round and sample
+    moved = tmp_path / "elsewhere" / "rounds"
+    moved.parent.mkdir()
+    shutil.move(str(run_dir), str(moved))
+    stats = run_variants(profile, moved, "self_distill", progress=False)
+    assert len(thinkers) == 2, "a moved run dir must not sample again"
+    for name in ("self_distill", "self_distill_round2"):
+        summary = stats["variants"][name]
+        assert summary["cached"] and summary["adapter"] == str(moved / STAGE / name / "adapter")
+    assert stats["variants"]["self_distill_round2"]["base"] == str(moved / STAGE / "round2" / "thinker")
+    assert stats["variants"]["self_distill_round3"]["status"] == "skipped"
+
 
 def test_with_later_rounds_the_controls_train_every_round_s_steps(tmp_path):
     """rounds=2: round 1 of self_distill trains max_steps; a control trains 2 x max_steps (the compute of both

@@ -60,3 +60,17 @@ def test_a_rerun_notebook_record_replaces_an_earlier_failure(tmp_path):
 def test_record_metrics_rejects_objects_it_cannot_store(tmp_path):
     with pytest.raises(TypeError, match="not JSON-serialisable"):
         record_metrics(tmp_path, "x", {"obj": object()})
+
+
+def test_portable_paths_name_places_inside_the_run_dir_relative_to_it(tmp_path):
+    from cogito_lib.io import from_portable, portable
+
+    run = tmp_path / "run"
+    value = {"audio": str(run / "02-data-collection" / "a.wav"), "base": "Qwen/Qwen3-Omni-30B-A3B-Instruct",
+             "near": str(tmp_path / "run-2" / "x"), "list": (str(run), 3)}
+    moved = portable(value, run)
+    assert moved == {"audio": "<run>/02-data-collection/a.wav", "base": "Qwen/Qwen3-Omni-30B-A3B-Instruct",
+                     "near": str(tmp_path / "run-2" / "x"), "list": ["<run>", 3]}
+    assert portable(value, tmp_path / "elsewhere") == {**value, "list": [str(run), 3]}
+    assert from_portable(moved["audio"], tmp_path / "new") == str(tmp_path / "new" / "02-data-collection" / "a.wav")
+    assert from_portable("Qwen/x", tmp_path) == "Qwen/x" and from_portable(None, tmp_path) is None

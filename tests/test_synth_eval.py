@@ -109,6 +109,26 @@ def test_evaluation_of_the_base_is_cached_scored_and_submittable(trained, monkey
     assert again.scores["base"]["accuracy"]["per_item"] == expected["per_item"]
 
 
+def test_a_copied_run_dir_reuses_its_predictions(trained, monkeypatch, tmp_path):
+    import shutil
+
+    profile, run_dir = trained
+    first = ev.evaluate(profile, run_dir, progress=False, n_boot=50)
+    copy = tmp_path / "copied-run"
+    shutil.copytree(run_dir, copy, symlinks=True)   # copy2: the files keep their times, like `cp -a`
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a copied run dir must reuse its predictions")
+
+    monkeypatch.setattr(ev, "generate_predictions", boom)
+    monkeypatch.setattr(ev, "load_eval_model", boom)
+    again = ev.evaluate(profile, copy, progress=False, n_boot=50)
+    assert again.runs["base"]["generated"] == 0 and again.benchmark.meta_path.is_relative_to(copy)
+    assert again.scores["base"]["accuracy"]["per_item"] == first.scores["base"]["accuracy"]["per_item"]
+    from cogito_lib.base import base_model_path
+    assert Path(base_model_path(profile, copy)).is_relative_to(copy)
+
+
 def test_a_partial_prediction_file_is_completed_not_redone(trained, monkeypatch):
     profile, run_dir = trained
     ev.evaluate(profile, run_dir, progress=False, n_boot=50)

@@ -95,12 +95,12 @@ def _load_questions(run_dir: Path) -> list[dict]:
 
 
 def thinker_signature(model_path: str) -> list:
-    """What identifies the thinker's weights: each weight file's name, size and modification time (a folder), or the
-    id itself (a hub checkpoint)."""
+    """What identifies the thinker's weights: each weight file's name, size and modification time (a folder: not its
+    path, so a moved or copied run dir keeps its samples), or the id itself (a hub checkpoint)."""
     folder = Path(model_path)
     if not folder.is_dir():
         return [str(model_path)]
-    return [str(folder.resolve())] + [[f.name, f.stat().st_size, f.stat().st_mtime_ns]
+    return ["folder"] + [[f.name, f.stat().st_size, f.stat().st_mtime_ns]
                                       for f in sorted(folder.iterdir())
                                       if f.suffix in (".safetensors", ".bin", ".pt", ".json")]
 
