@@ -29,7 +29,8 @@ def _lora_model(profile, base):
 
 
 def ours(profile, base, examples, steps: int, batch_size: int) -> dict:
-    from cogito_lib.train import AudioCache, LoopConfig, train_sft
+    from cogito_lib.models.audio import AudioCache
+    from cogito_lib.train import LoopConfig, train_sft
 
     model, processor = _lora_model(profile, base)
     audio = AudioCache()
@@ -48,7 +49,7 @@ def hf_trainer(profile, base, examples, steps: int, batch_size: int) -> dict:
     from transformers import Trainer, TrainingArguments
 
     from cogito_lib.models.generate import build_training_text, encode_training_batch
-    from cogito_lib.train import AudioCache
+    from cogito_lib.models.audio import AudioCache
 
     model, processor = _lora_model(profile, base)
     audio = AudioCache()
@@ -85,10 +86,10 @@ def hf_trainer(profile, base, examples, steps: int, batch_size: int) -> dict:
 
 
 def main() -> None:
-    from cogito_lib.base import base_model_path
+    from cogito_lib.layout import base_model_path
     from cogito_lib.config import load_profile, resolve_run_dir
     from cogito_lib.distill import build_training_sets
-    from cogito_lib.train import set_threads
+    from cogito_lib.env import set_threads
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="tiny")

@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cogito_lib.tasks import LOUDNESS_ORDER as LOUDNESS  # noqa: E402  (quiet, medium, loud: the world's classes)
+from cogito_lib.world.skills import LOUDNESS_ORDER as LOUDNESS  # noqa: E402  (quiet, medium, loud: the world's classes)
 
 FRAMES_PER_S = 25  # the Qwen2-Audio tower's output rate (100 mel frames/s, conv stride 2, pooling 2)
 
@@ -88,7 +88,7 @@ def probe_accuracy(x: np.ndarray, y: np.ndarray, seed: int = 0, steps: int = 500
 
 def listing_loudness(check_rows: list[dict], questions: dict[str, dict]) -> dict:
     """How the base names loudness in its greedy listings (01's check set)."""
-    from cogito_lib.tasks import parse_reasoning  # the judge's own reading of a trace
+    from cogito_lib.world.skills import parse_reasoning  # the judge's own reading of a trace
 
     right = wrong = exact = total = 0
     for row in check_rows:
@@ -111,7 +111,9 @@ def listing_loudness(check_rows: list[dict], questions: dict[str, dict]) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     from cogito_lib.config import load_profile
-    from cogito_lib.base import STAGE, base_model_path, check_set
+    from cogito_lib.base_model import check_set
+    from cogito_lib.layout import BASE as STAGE
+    from cogito_lib.layout import base_model_path
     from cogito_lib.io import read_jsonl
     from cogito_lib.models import load_model
 

@@ -1,8 +1,8 @@
 """Notebook 06: self-distillation fine-tuning, and the equal-compute controls that make it interpretable.
 
 The base is LoRA-fine-tuned on its own audited reasoning traces (the paper: ms-swift, 1 epoch, lr 1e-5; the
-objective is the likelihood of `<think>reasoning</think>answer` given audio + question). MINIATURE.md showed
-that a gain over the base means little on its own, so every variant below is trained from the same base for the
+objective is the likelihood of `<think>reasoning</think>answer` given audio + question). docs/miniature.md explains
+why a gain over the base means little on its own, so every variant below is trained from the same base for the
 **same number of optimisation steps**, with the same fixed replay of atomic pretraining items mixed in, and
 saved as its own adapter in `RUN_DIR/06-self-distillation-training/<variant>/adapter/`:
 
@@ -11,12 +11,12 @@ saved as its own adapter in `RUN_DIR/06-self-distillation-training/<variant>/ada
   matters in miniature (the labels alone carried most of the value there);
 - `no_audit`: every thinker sample (04/cot.jsonl), rejected ones included: what the audit is worth;
 - `base_cont`: the base's own atomic pretraining data (01): what more of the same training gives;
-- `gold_cot`: ground-truth reasoning (`tasks.reasoning_text` of the question's listing and steps) for the
+- `gold_cot`: ground-truth reasoning (`skills.reasoning_text` of the question's listing and steps) for the
   survivors' questions: reasoning that is always right.
 
 `train.skill_target` > 0 (an option beyond the paper, off in every profile) balances the survivors by skill before
 `self_distill` and `gold_cot` are built (`balance_survivors`), so that a skill the base already solves does not fill
-the fine-tune with near-copies of one chain. Measured on one seed, it did not help (README, "What was tried").
+the fine-tune with near-copies of one chain. docs/results.md records how it did.
 
 `rounds` > 1 adds later self-distillation rounds (`next_round`): the previous round's merged model becomes the
 thinker, Cogito-pipe's stages 3 and 4 run into a round folder, and the model trains on the new survivors for the
@@ -40,15 +40,17 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .base import STAGE as BASE_STAGE
-from .base import base_model_path, mmar_prompt_text
 from .config import Profile
 from .io import from_portable, portable, read_json, read_jsonl, stable_id, write_json, write_jsonl
-from .train import AudioCache, LoopConfig, SFTExample, prepare_lora, save_adapter, set_threads, summarise_log, \
-    train_sft
+from .layout import BASE as BASE_STAGE
+from .layout import COLLECT, FILES, QA, TRAIN, VARIANTS, base_model_path, in_run, path, require, round_name
+from .mmar import item_prompt
+from .models.audio import AudioCache
+from .env import set_threads
+from .train import LoopConfig, SFTExample, prepare_lora, save_adapter, summarise_log, train_sft
+from .world.skills import reasoning_text
 
-STAGE = "06-self-distillation-training"
-VARIANTS = ("self_distill", "answer_only", "no_audit", "base_cont", "gold_cot")
+STAGE = TRAIN
 VARIANT_TEXT = {
     "self_distill": "the auditor's survivors: the thinker's own reasoning and answer",
     "answer_only": "every annotated question's label, answer without reasoning",
@@ -56,10 +58,8 @@ VARIANT_TEXT = {
     "base_cont": "the base's own atomic pretraining data (more of the same training)",
     "gold_cot": "ground-truth reasoning for the survivors' questions",
 }
-QA = Path("03-qa-construction") / "qa.jsonl"
-COT = Path("04-cot-generation") / "cot.jsonl"
-SURVIVORS = Path("05-quality-verification") / "train.jsonl"
-PRETRAIN = Path(BASE_STAGE) / "pretrain-questions.jsonl"
+SURVIVORS = FILES["survivors"].relative
+PRETRAIN = FILES["pretrain"].relative
 BALANCED = ("self_distill", "gold_cot")  # the variants built from the survivors, skill-balanced alike
 
 
@@ -96,23 +96,11 @@ def load_inputs(run_dir: str | Path, *, survivors_path: Path | None = None) -> d
     """The files the variants are built from. qa.jsonl is required; the others may be absent or empty (a
     variant without data is skipped and says why)."""
     run_dir = Path(run_dir)
-    if not (run_dir / QA).exists():
-        raise FileNotFoundError(f"{run_dir / QA} not found: run notebook 03 (QA construction) first")
+    qa = read_jsonl(require(run_dir, "qa"))
     pretrain = [dict(q, audio_file=in_run(q["audio_file"], run_dir)) if q.get("audio_file") else q
-                for q in read_jsonl(run_dir / PRETRAIN)]
-    return {"qa": read_jsonl(run_dir / QA), "cot": read_jsonl(run_dir / COT),
-            "survivors": read_jsonl(survivors_path or run_dir / SURVIVORS), "pretrain": pretrain}
-
-
-def in_run(path: str, run_dir: Path) -> str:
-    """An absolute path recorded inside a stage folder (`.../01-base-model/x.wav`), found in `run_dir` when the run
-    dir has moved since it was written; otherwise `path` as it is."""
-    parts = Path(path).parts
-    for i, part in enumerate(parts):
-        if re.fullmatch(r"\d\d-[a-z0-9-]+", part):
-            here = Path(run_dir).joinpath(*parts[i:])
-            return str(here) if here.exists() else path
-    return path
+                for q in read_jsonl(path(run_dir, "pretrain"))]
+    return {"qa": qa, "cot": read_jsonl(path(run_dir, "cot")),
+            "survivors": read_jsonl(survivors_path or path(run_dir, "survivors")), "pretrain": pretrain}
 
 
 def _audio(run_dir: Path, record: dict) -> str:
@@ -127,7 +115,7 @@ def replay_examples(inputs: dict, count: int, seed: int) -> list[SFTExample]:
         return []
     rng = np.random.default_rng(seed + 7919)
     chosen = sorted(rng.choice(len(pool), size=min(count, len(pool)), replace=False).tolist())
-    return [SFTExample(pool[i]["audio_file"], mmar_prompt_text(pool[i]), pool[i]["thinking"], pool[i]["answer"])
+    return [SFTExample(pool[i]["audio_file"], item_prompt(pool[i]), pool[i]["thinking"], pool[i]["answer"])
             for i in chosen]
 
 
@@ -183,22 +171,20 @@ def balanced_inputs(inputs: dict, profile: Profile) -> dict:
 
 def build_training_set(variant: str, inputs: dict, run_dir: str | Path, replay: Sequence[SFTExample] = ()) -> TrainingSet:
     """The examples of one variant (see the module docstring), followed by the shared replay."""
-    from .tasks import reasoning_text
-
     run_dir = Path(run_dir)
     qa_by_id = {q["id"]: q for q in inputs["qa"]}
     sources: dict[str, Any] = {}
     note = ""
     if variant == "self_distill":
         # the thinker's own words: its reasoning and its answer (which the audit found consistent with the label)
-        own = [SFTExample(_audio(run_dir, r), mmar_prompt_text(r), r["thinking"],
+        own = [SFTExample(_audio(run_dir, r), item_prompt(r), r["thinking"],
                           r.get("answer_prediction") or r["answer"]) for r in inputs["survivors"]]
         sources = {"survivors": len(own), "questions": len({r["question_id"] for r in inputs["survivors"]})}
         if inputs.get("balance"):
             sources["balance"] = inputs["balance"]
         note = "" if own else "no trace survived the audit"
     elif variant == "answer_only":
-        own = [SFTExample(_audio(run_dir, q), mmar_prompt_text(q), None, q["answer"]) for q in inputs["qa"]]
+        own = [SFTExample(_audio(run_dir, q), item_prompt(q), None, q["answer"]) for q in inputs["qa"]]
         sources = {"questions": len(own), "by_tier": dict(Counter(q.get("tier") for q in inputs["qa"]))}
     elif variant == "no_audit":
         survivor_ids = {r["id"] for r in inputs["survivors"]}
@@ -208,7 +194,7 @@ def build_training_set(variant: str, inputs: dict, run_dir: str | Path, replay: 
             if q is None:
                 missing += 1
                 continue
-            own.append(SFTExample(_audio(run_dir, q), mmar_prompt_text(q), r.get("thinking") or "",
+            own.append(SFTExample(_audio(run_dir, q), item_prompt(q), r.get("thinking") or "",
                                   r.get("answer_prediction") or ""))
         kept = sum(r["id"] in survivor_ids for r in inputs["cot"])
         sources = {"samples": len(own), "kept_by_audit": kept, "rejected_by_audit": len(own) - kept,
@@ -217,7 +203,7 @@ def build_training_set(variant: str, inputs: dict, run_dir: str | Path, replay: 
         note = "" if own else "the thinker produced no samples"
     elif variant == "base_cont":
         pool = inputs["pretrain"]
-        own = [SFTExample(q["audio_file"], mmar_prompt_text(q), q["thinking"], q["answer"]) for q in pool]
+        own = [SFTExample(q["audio_file"], item_prompt(q), q["thinking"], q["answer"]) for q in pool]
         sources = {"pretraining_items": len(own)}
         note = "" if own else f"{PRETRAIN} not found (only the miniature's base has pretraining data here)"
     elif variant == "gold_cot":
@@ -227,7 +213,7 @@ def build_training_set(variant: str, inputs: dict, run_dir: str | Path, replay: 
             if not q.get("listing") or not q.get("steps"):
                 no_gold += 1
                 continue
-            own.append(SFTExample(_audio(run_dir, q), mmar_prompt_text(q),
+            own.append(SFTExample(_audio(run_dir, q), item_prompt(q),
                                   reasoning_text(q["listing"], [tuple(s) for s in q["steps"]], q["answer"]),
                                   q["answer"]))
         sources = {"survivors": len(inputs["survivors"]), "without_gold_reasoning": no_gold}
@@ -371,11 +357,11 @@ def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] 
             and results["self_distill"].get("status") == "trained":
         previous = results["self_distill"]
         for round_index in range(2, profile.train.rounds + 1):
-            folder = stage_dir / ("self_distill" if round_index == 2 else f"self_distill_round{round_index - 1}")
+            folder = stage_dir / round_name(round_index - 1)
             merged = folder / "merged"  # without train.merge: its adapter, merged in next_round
             thinker = merged if (merged / "config.json").exists() else folder / "adapter"
             previous = next_round(profile, run_dir, round_index, thinker, steps=steps, progress=progress)
-            results[f"self_distill_round{round_index}"] = previous
+            results[round_name(round_index)] = previous
             if previous.get("status") != "trained":
                 break
     stats = {"steps": steps, "control_steps": control_steps, "base": str(base), "threads": threads, "variants": results,
@@ -397,7 +383,7 @@ def load_logs(run_dir: str | Path, variants: Sequence[str] | None = None) -> dic
 def launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[str], *, processes: int = 2,
                     overrides: dict[str, Any] | None = None, log_dir: str | Path | None = None) -> dict[str, int]:
     """Train independent variants as separate processes with one torch thread each, `processes` at a time
-    (MINIATURE.md: ~1.3x the throughput of one process on 2 cores). Returns each variant's exit code."""
+    (~1.3x the throughput of one process on 2 cores). Returns each variant's exit code."""
     import json
 
     run_dir = Path(run_dir)
@@ -425,8 +411,8 @@ def launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[s
 
 
 # --------------------------------------------------------------------------------------------- later rounds
-ROUND_LINKED = (BASE_STAGE, "02-data-collection", "03-qa-construction")
-ROUND_OWN = (COT.parent.as_posix(), SURVIVORS.parent.as_posix())  # the stages a round redoes (04, 05)
+ROUND_LINKED = (BASE_STAGE, COLLECT, QA)
+ROUND_OWN = (FILES["cot"].stage, FILES["survivors"].stage)  # the stages a round redoes (04, 05)
 
 
 def round_run_dir(run_dir: str | Path, round_index: int) -> Path:
@@ -504,7 +490,7 @@ def next_round(profile: Profile, run_dir: str | Path, round_index: int, thinker:
     if round_index < 2:
         raise ValueError(f"round_index must be >= 2 (round 1 is run_variants' self_distill), got {round_index}")
     run_dir = Path(run_dir)
-    name = f"self_distill_round{round_index}"
+    name = round_name(round_index)
     out_dir = run_dir / STAGE / name
     shadow = round_run_dir(run_dir, round_index)
     round_dir = shadow.parent
@@ -517,12 +503,12 @@ def next_round(profile: Profile, run_dir: str | Path, round_index: int, thinker:
         shutil.rmtree(out_dir, ignore_errors=True)
         write_json(marker, {"round": round_index, "thinker": str(thinker_dir), "thinker_key": thinker_key})
     # stats.json is each stage's last write: its presence means the stage finished
-    if not (shadow / COT.parent / "stats.json").exists():
+    if not (shadow / FILES["cot"].stage / "stats.json").exists():
         think(profile, shadow, thinker=str(thinker_dir), progress=progress)
-    if not (shadow / SURVIVORS.parent / "stats.json").exists():
+    if not (shadow / FILES["survivors"].stage / "stats.json").exists():
         audit(profile, shadow, progress=progress, export=False, figures=False)
-    think_stats = read_json(shadow / COT.parent / "stats.json") or {}
-    audit_stats = read_json(shadow / SURVIVORS.parent / "stats.json") or {}
+    think_stats = read_json(shadow / FILES["cot"].stage / "stats.json") or {}
+    audit_stats = read_json(shadow / FILES["survivors"].stage / "stats.json") or {}
     round_info = {"round": round_index, "thinker": str(thinker_dir), "run_dir": str(shadow),
                   "samples": think_stats.get("samples"), "parse_failed": think_stats.get("parse_failed"),
                   "answer_correct_rate": think_stats.get("answer_correct_rate"), "kept": audit_stats.get("kept"),
@@ -541,32 +527,3 @@ def next_round(profile: Profile, run_dir: str | Path, round_index: int, thinker:
     summary = train_variant(profile, out_dir, dataclasses.replace(tset, variant=name), steps,
                             base=str(thinker_dir), progress=progress)
     return {**summary, "round": round_info}
-
-
-# --------------------------------------------------------------------------------------------- plots
-def plot_training_curves(logs: dict[str, list[dict]], save_as: str | Path | None = None, *, smooth: int = 5):
-    """Loss (running mean), learning rate and tokens/s per step for every variant, from the trainer's logs."""
-    import pandas as pd
-    import seaborn as sns
-    from matplotlib.figure import Figure
-
-    from .plots import use_theme
-
-    rows = [{**r, "variant": name} for name, rows_ in logs.items() for r in rows_]
-    frame = pd.DataFrame(rows)
-    use_theme()
-    figure = Figure(figsize=(13, 3.6), layout="constrained")
-    loss_ax, lr_ax, speed_ax = figure.subplots(1, 3, width_ratios=[2, 1, 1])
-    if not frame.empty:
-        frame["loss (running mean)"] = frame.groupby("variant")["loss"].transform(
-            lambda s: s.rolling(max(1, smooth), min_periods=1).mean())
-        sns.lineplot(data=frame, x="step", y="loss (running mean)", hue="variant", ax=loss_ax)
-        sns.lineplot(data=frame, x="step", y="lr", hue="variant", ax=lr_ax, legend=False)
-        sns.lineplot(data=frame, x="step", y="tokens_per_s", hue="variant", ax=speed_ax, legend=False)
-    loss_ax.set(title="training loss (assistant tokens)", ylabel="cross-entropy")
-    lr_ax.set(title="learning rate", ylabel="lr")
-    speed_ax.set(title="throughput", ylabel="supervised tokens / s")
-    if save_as is not None:
-        Path(save_as).parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(save_as, dpi=110)
-    return figure

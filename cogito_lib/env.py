@@ -11,6 +11,16 @@ PACKAGES = ("cogito_lib", "torch", "torchaudio", "transformers", "peft", "accele
             "seaborn", "papermill", "ipywidgets")
 
 
+def set_threads(threads: int) -> int:
+    """Use `threads` torch CPU threads (0 = every usable core); return the number in use."""
+    import torch
+
+    from .config import num_workers
+
+    torch.set_num_threads(num_workers(threads))
+    return torch.get_num_threads()
+
+
 def tts_engine_version(engine: str = "espeak-ng") -> str | None:
     """The TTS engine's version line, or None when it is not on PATH."""
     exe = shutil.which(engine)

@@ -70,6 +70,30 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def encode_wav(audio, sample_rate: int) -> bytes:
+    """16-bit PCM mono WAV bytes of a float waveform in [-1, 1] (no timestamps: the same audio gives the same
+    bytes). Write them with `atomic_write_bytes`."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+def clean_stage_dir(stage_dir: str | os.PathLike, keep: set[str]) -> None:
+    """Remove temp files of killed writers, and wavs under `audio/` whose `audio/<name>` is not in `keep` (the
+    final manifest's audio paths)."""
+    stage_dir = Path(stage_dir)
+    for path in stage_dir.rglob(".*.tmp"):
+        path.unlink(missing_ok=True)
+    for path in (stage_dir / "audio").glob("*.wav"):
+        if f"audio/{path.name}" not in keep:
+            path.unlink()
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -7,6 +7,7 @@ the cell's last expression, or pass the figure to `display()`. Helpers that draw
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -296,4 +297,82 @@ def plot_source_mix(plan, save_as: str | Path | None = None, *, ax: Axes | None 
     if any(r.get("obtained") is not None for r in rows):
         title += f"\nobtained {shares('obtained')}"
     ax.set(xlabel="clips", ylabel="", title=title)
+    return _finish(figure, save_as)
+
+
+def plot_training_curves(logs: dict[str, list[dict]], save_as: str | Path | None = None, *, smooth: int = 5):
+    """Notebook 06: loss (running mean), learning rate and tokens/s per step for every variant, from the trainer's
+    logs (`distill.load_logs`)."""
+    rows = [{**r, "variant": name} for name, rows_ in logs.items() for r in rows_]
+    frame = pd.DataFrame(rows)
+    use_theme()
+    figure = Figure(figsize=(13, 3.6), layout="constrained")
+    loss_ax, lr_ax, speed_ax = figure.subplots(1, 3, width_ratios=[2, 1, 1])
+    if not frame.empty:
+        frame["loss (running mean)"] = frame.groupby("variant")["loss"].transform(
+            lambda s: s.rolling(max(1, smooth), min_periods=1).mean())
+        sns.lineplot(data=frame, x="step", y="loss (running mean)", hue="variant", ax=loss_ax)
+        sns.lineplot(data=frame, x="step", y="lr", hue="variant", ax=lr_ax, legend=False)
+        sns.lineplot(data=frame, x="step", y="tokens_per_s", hue="variant", ax=speed_ax, legend=False)
+    loss_ax.set(title="training loss (assistant tokens)", ylabel="cross-entropy")
+    lr_ax.set(title="learning rate", ylabel="lr")
+    speed_ax.set(title="throughput", ylabel="supervised tokens / s")
+    if save_as is not None:
+        Path(save_as).parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(save_as, dpi=110)
+    return figure
+
+
+def plot_heatmaps(evaluation, save_as: str | Path | None = None):
+    """Notebook 07: accuracy by modality x layer, one heatmap per model of an `evaluate.Evaluation` (blank where the
+    benchmark has no item)."""
+    use_theme()
+    names = list(evaluation.scores)
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    figure = Figure(figsize=(4.8 * cols, 3.9 * rows), layout="constrained")
+    axes = figure.subplots(rows, cols, squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        table = evaluation.cell_accuracy(name)
+        sns.heatmap(table, ax=ax, vmin=0, vmax=100, cmap="viridis", annot=True, fmt=".0f", cbar=False,
+                    linewidths=0.5)
+        ax.set_title(f"{name}: {evaluation.scores[name]['accuracy']['accuracy']:.1f}%")
+        ax.grid(False)
+        ax.tick_params(axis="x", labelrotation=30)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("modality")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    return _finish(figure, save_as)
+
+
+def plot_gains(evaluation, save_as: str | Path | None = None):
+    """Notebook 07: paired accuracy difference to the base (points) per model of an `evaluate.Evaluation`, overall
+    and per tier, with 95% intervals."""
+    use_theme()
+    rows = []
+    for name, entry in evaluation.intervals.items():
+        for part, ci in (entry.get("vs_reference") or {}).items():
+            if part in ("reference", "rubrics") or not ci:
+                continue
+            rows.append({"model": name, "part": part, "gain": ci["estimate"], "low": ci["low"], "high": ci["high"]})
+    figure = Figure(figsize=(max(5.0, 1.6 * max(1, len(evaluation.scores) - 1) + 2), 3.8), layout="constrained")
+    ax = figure.subplots()
+    if not rows:
+        ax.text(0.5, 0.5, "only the base was evaluated: no gains to show\n(train adapters in notebook 06)",
+                ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return _finish(figure, save_as)
+    data = pd.DataFrame(rows)
+    parts = list(dict.fromkeys(data["part"]))
+    sns.barplot(data=data, x="model", y="gain", hue="part", hue_order=parts, ax=ax, errorbar=None)
+    models = list(dict.fromkeys(data["model"]))
+    width = 0.8 / len(parts)
+    for _, r in data.iterrows():
+        x = models.index(r["model"]) - 0.4 + width * (parts.index(r["part"]) + 0.5)
+        ax.errorbar(x, r["gain"], yerr=[[r["gain"] - r["low"]], [r["high"] - r["gain"]]], color="black",
+                    capsize=3, lw=1)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylabel("accuracy vs base (points, 95% CI)")
+    ax.set_title(f"gain over the base on {evaluation.benchmark.name}\n(paired item bootstrap)", fontsize=11)
     return _finish(figure, save_as)

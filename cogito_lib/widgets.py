@@ -14,6 +14,7 @@ from pathlib import Path
 import ipywidgets as widgets
 import soundfile
 
+from cogito_lib import layout
 from cogito_lib.io import read_jsonl
 from cogito_lib.plots import LAYERS, modality_order, spectrogram_figure
 
@@ -258,14 +259,11 @@ def reasoning_examples(rows: list[dict], n: int = 4) -> widgets.VBox:
 def load_pipeline(run_dir: str | Path) -> dict:
     """Everything stages 1-4 wrote about each clip: questions (03), samples (04) and verdicts (05), by clip id.
     Stages not yet run are simply empty."""
-    from .io import read_jsonl
-
     run_dir = Path(run_dir)
-    questions = read_jsonl(run_dir / "03-qa-construction" / "qa.jsonl")
-    samples = read_jsonl(run_dir / "04-cot-generation" / "cot.jsonl")
-    audit_dir = run_dir / "05-quality-verification"
-    verdicts = {r["id"]: "kept" for r in read_jsonl(audit_dir / "train.jsonl")}
-    for r in read_jsonl(audit_dir / "rejected.jsonl"):
+    questions = read_jsonl(layout.path(run_dir, "qa"))
+    samples = read_jsonl(layout.path(run_dir, "cot"))
+    verdicts = {r["id"]: "kept" for r in read_jsonl(layout.path(run_dir, "survivors"))}
+    for r in read_jsonl(layout.path(run_dir, "rejected")):
         if "id" in r:
             verdicts.setdefault(r["id"], f"rejected: {r.get('reason', '?')}" + (
                 f" ({r['detail']})" if r.get("detail") else ""))
@@ -304,7 +302,7 @@ class PipelineBrowser:
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
-        self.stage_dir = self.run_dir / "02-data-collection"
+        self.stage_dir = self.run_dir / layout.COLLECT
         self.clips = {c["clip_id"]: c for c in load_manifest(self.stage_dir)}
         self.data = load_pipeline(self.run_dir)
         clip_ids = [c for c in self.clips if c in self.data["by_clip"]]
@@ -336,3 +334,53 @@ class PipelineBrowser:
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def example_html(row: Mapping) -> str:
+    """One item with both models' reasoning side by side (and the gold reasoning when the benchmark has it)."""
+    def trace(title, thinking, answer):
+        return (f"<div style='flex:1;min-width:260px'><b>{html.escape(title)}</b><pre style='white-space:pre-wrap'>"
+                f"&lt;think&gt;\n{html.escape(thinking)}\n&lt;/think&gt;\n{html.escape(answer)}</pre></div>")
+
+    head = (f"<p><b>{html.escape(row['question'])}</b><br>choices: {html.escape(' | '.join(row['choices']))}"
+            f" &middot; gold: <b>{html.escape(row['answer'])}</b> &middot; {html.escape(row['modality'])}, "
+            f"{html.escape(row['category'])}{', ' + html.escape(row['tier']) if row.get('tier') else ''}</p>")
+    panels = [trace(f"{row['model']} (right)", row["model_thinking"], row["model_answer"]),
+              trace(f"{row['reference']} (wrong)", row["reference_thinking"], row["reference_answer"])]
+    if row.get("gold_thinking"):
+        panels.append(trace("gold reasoning (benchmark)", row["gold_thinking"], row["answer"]))
+    return head + "<div style='display:flex;gap:12px'>" + "".join(panels) + "</div>"
+
+
+def win_browser(evaluation, reference: str = "base"):
+    """An ipywidgets browser of the items a fine-tuned model got right and the base got wrong: pick a model and
+    an item, listen, and read both reasoning traces."""
+    names = [n for n in evaluation.scores if n != reference]
+    if not names:
+        return widgets.HTML("<i>Only the base was evaluated: train adapters in notebook 06 to browse their wins.</i>")
+    model_box = widgets.Dropdown(options=names, description="model")
+    item_box = widgets.Dropdown(description="item", layout=widgets.Layout(width="70%"))
+    panel = widgets.VBox()
+    rows: dict[str, dict] = {}
+
+    def show(_=None):
+        row = rows.get(item_box.value)
+        if row is None:
+            panel.children = [widgets.HTML(f"<i>{model_box.value} got no item right that the base got wrong.</i>")]
+            return
+        wav = Path(row["audio_file"])
+        player = widgets.Audio(value=wav.read_bytes(), format="wav", autoplay=False) if wav.is_file() \
+            else widgets.HTML(f"audio file missing: {html.escape(str(wav))}")
+        panel.children = [player, widgets.HTML(example_html(row))]
+
+    def pick_model(_=None):
+        rows.clear()
+        rows.update({r["id"]: r for r in evaluation.wins(model_box.value, reference)})
+        item_box.options = [(f"{r['question']} [{r['id']}]", key) for key, r in rows.items()]
+        item_box.value = next(iter(rows), None)
+        show()
+
+    model_box.observe(pick_model, names="value")
+    item_box.observe(show, names="value")
+    pick_model()
+    return widgets.VBox([widgets.HBox([model_box, item_box]), panel])

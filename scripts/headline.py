@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cogito_lib.config import PROFILES  # noqa: E402
-from cogito_lib.evaluate import STAGE, seeds_markdown, summarise_seeds  # noqa: E402
+from cogito_lib.evaluate import seeds_markdown, summarise_seeds  # noqa: E402
+from cogito_lib.layout import EVAL as STAGE  # noqa: E402
 from cogito_lib.io import atomic_write_text, write_json  # noqa: E402
 
 

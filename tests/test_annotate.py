@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cogito_lib import tasks
+from cogito_lib.world import skills
 from cogito_lib.config import load_profile, resolve_data_path
 from cogito_lib.io import read_json, read_jsonl
 from cogito_lib.mmar.rule import CATEGORIES, MODALITIES
@@ -61,9 +61,9 @@ def test_seed_pool_is_valid_and_covers_every_layer_and_modality():
     assert len(seeds) >= 60
     cells = collections.Counter((s["category"], s["modality"]) for s in seeds)
     assert all(cells[(c, m)] >= 1 for c in CATEGORIES for m in MODALITIES), A.seed_coverage(seeds)
-    skills = {s["skill"] for s in seeds}
-    assert set(tasks.skills_of("composite")) <= skills  # every composite template has an exemplar
-    assert None in skills  # and some seeds only an LLM annotator can use
+    named = {s["skill"] for s in seeds}
+    assert set(skills.skills_of("composite")) <= named  # every composite template has an exemplar
+    assert None in named  # and some seeds only an LLM annotator can use
     for seed in seeds:
         assert seed["answer"] in seed["choices"] and 2 <= len(seed["choices"]) <= 5
     assert len({s["id"] for s in seeds}) == len(seeds)
@@ -113,7 +113,7 @@ def test_metadata_annotator_writes_composite_labels_only(run_dir):
     assert len({q["id"] for q in questions}) == len(questions)
     for q in questions:
         assert "thinking" not in q  # the annotator gives labels, never gold reasoning
-        assert q["tier"] == "composite" and q["skill"] in tasks.skills_of("composite") and not q["fallback"]
+        assert q["tier"] == "composite" and q["skill"] in skills.skills_of("composite") and not q["fallback"]
         assert q["answer"] in q["choices"] and len(set(q["choices"])) == len(q["choices"]) >= 2
         assert q["category"] in CATEGORIES and q["modality"] in MODALITIES
         assert q["annotator"] == "metadata" and len(q["seed_ids"]) == 1
@@ -271,7 +271,7 @@ def test_an_annotator_exception_is_rejected_and_retried(run_dir):
 
 
 def test_missing_manifest_says_what_to_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"RUN_DIR/02-data-collection/manifest.jsonl not found: run "
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}/02-data-collection/manifest.jsonl not found: run "
                                                 r"notebook 02 \(or `python -m cogito_lib.pipe collect`\) first"):
         A.annotate(TINY, tmp_path, progress=False)
 
@@ -393,7 +393,7 @@ def test_cli_annotates_and_reports_a_missing_manifest(run_dir, tmp_path):
     assert max(collections.Counter(q["clip_id"] for q in read_jsonl(_stage(run_dir) / "qa.jsonl")).values()) <= 2
     missing = _cli("--profile", "tiny", "--run-dir", str(tmp_path / "empty"), "--no-progress")
     assert missing.returncode == 2
-    assert "RUN_DIR/02-data-collection/manifest.jsonl not found: run notebook 02" in missing.stderr
+    assert f"{tmp_path / 'empty'}/02-data-collection/manifest.jsonl not found: run notebook 02" in missing.stderr
 
 
 def test_plot_helpers_and_tables(run_dir, tmp_path):

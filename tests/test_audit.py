@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cogito_lib import tasks
+from cogito_lib.world import skills
 from cogito_lib.config import load_profile
 from cogito_lib.exports import validate_llamafactory, validate_ms_swift
 from cogito_lib.io import read_json, read_jsonl, write_jsonl
-from cogito_lib.judges import MetadataJudge
+from cogito_lib.judges import MetadataTraceJudge
 from cogito_lib.mmar import is_correct
 from cogito_lib.models.backends import BackendError, GenerationResult
 from cogito_lib.pipe import audit as A
-from cogito_lib.pipe.llm_judge import JudgeOutputError, LLMJudge, build_judge_prompt, parse_judge_output
+from cogito_lib.judges import JudgeOutputError, LLMTraceJudge, build_judge_prompt, parse_judge_output
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = load_profile("tiny")
@@ -38,12 +38,12 @@ def cot_line(question, k, thinking, answer_prediction, *, parse_failed=False, pa
 def hallucinated(question):
     """The gold reasoning with the last listed event dropped (a claim the clip contradicts)."""
     listing = question["listing"][:-1] or ["loud high beep"]
-    return tasks.reasoning_text(listing, [tuple(s) for s in question["steps"]], question["answer"])
+    return skills.reasoning_text(listing, [tuple(s) for s in question["steps"]], question["answer"])
 
 
 def standard_samples(question):
     """Four samples per question: gold (kept), its repeat (duplicate), a wrong answer, a hallucinated listing."""
-    gold = tasks.reasoning_text(question["listing"], [tuple(s) for s in question["steps"]], question["answer"])
+    gold = skills.reasoning_text(question["listing"], [tuple(s) for s in question["steps"]], question["answer"])
     wrong = next(c for c in question["choices"] if not is_correct(c, question["answer"], question["choices"]))
     return [cot_line(question, 0, gold, question["answer"]),
             cot_line(question, 1, gold, question["answer"]),
@@ -53,7 +53,7 @@ def standard_samples(question):
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
-    """02 from the real world (tiny, 14 clips), 03 from cogito_lib.tasks, 04 with known good and bad samples."""
+    """02 from the real world (tiny, 14 clips), 03 from cogito_lib.world.skills, 04 with known good and bad samples."""
     from cogito_lib.world import collect
 
     run_dir = tmp_path_factory.mktemp("audit-base")
@@ -62,8 +62,8 @@ def base_run(tmp_path_factory):
     rng = np.random.default_rng(0)
     questions = []
     for clip in clips:
-        for tier in tasks.TIERS:  # at most one question of each tier per clip
-            question = next((q for q in (tasks.make_question(clip, s, rng) for s in tasks.skills_of(tier)) if q),
+        for tier in skills.TIERS:  # at most one question of each tier per clip
+            question = next((q for q in (skills.make_question(clip, s, rng) for s in skills.skills_of(tier)) if q),
                             None)
             if question is None:
                 continue
@@ -146,7 +146,7 @@ def test_plan_guided_samples_are_audited_alike_and_counted(run_dir):
 
 def test_consistency_is_the_official_mmar_rule(run_dir):
     q = questions_of(run_dir)[0]
-    gold = tasks.reasoning_text(q["listing"], [tuple(s) for s in q["steps"]], q["answer"])
+    gold = skills.reasoning_text(q["listing"], [tuple(s) for s in q["steps"]], q["answer"])
     wrong = next(c for c in q["choices"] if c != q["answer"])
     variants = [f"The answer is {q['answer']}", q["answer"].upper(), f"{q['answer']} or {wrong}", "", "none of these"]
     append_samples(run_dir, [cot_line(q, 10 + i, gold, v) for i, v in enumerate(variants)])
@@ -175,7 +175,7 @@ def test_judge_rejections_carry_the_judges_reasons(run_dir):
 
 def test_duplicates_are_kept_once_per_question_after_normalisation(run_dir):
     q0, q1 = questions_of(run_dir)[:2]
-    gold = tasks.reasoning_text(q0["listing"], [tuple(s) for s in q0["steps"]], q0["answer"])
+    gold = skills.reasoning_text(q0["listing"], [tuple(s) for s in q0["steps"]], q0["answer"])
     shouty = "  " + gold.upper().replace("\n", " \n\n ") + "  "
     append_samples(run_dir, [cot_line(q0, 7, shouty, q0["answer"])])
     stats = A.audit(TINY, run_dir, progress=False, figures=False, export=False)
@@ -217,7 +217,7 @@ def test_bad_inputs_are_rejected_with_a_reason_never_a_crash(run_dir):
     no_answer["answer"] = ""
     write_jsonl(run_dir / "03-qa-construction" / "qa.jsonl", questions)
     q = clip_of[paths[4]][0]
-    gold = tasks.reasoning_text(q["listing"], [tuple(s) for s in q["steps"]], q["answer"])
+    gold = skills.reasoning_text(q["listing"], [tuple(s) for s in q["steps"]], q["answer"])
     broken = cot_line(q, 20, "I hear: a beep", "", parse_failed=True, parse_status="unclosed_think")
     no_fields = {"id": f"{q['id']}-s21", "question_id": q["id"], "sample_index": 21}
     raw_only = {"id": f"{q['id']}-s22", "question_id": q["id"], "sample_index": 22, "text": "no tags at all"}
@@ -249,7 +249,7 @@ def test_bad_inputs_are_rejected_with_a_reason_never_a_crash(run_dir):
 
 
 def test_missing_inputs_name_the_file_and_the_notebook(tmp_path, run_dir):
-    with pytest.raises(A.MissingInputError, match=r"02-data-collection/manifest.jsonl not found: run notebook 02"):
+    with pytest.raises(A.MissingInput, match=r"02-data-collection/manifest.jsonl not found: run notebook 02"):
         A.audit(TINY, tmp_path, progress=False)
     (run_dir / "04-cot-generation" / "cot.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match=r"04-cot-generation/cot.jsonl not found: run notebook 04"):
@@ -261,10 +261,10 @@ def test_missing_inputs_name_the_file_and_the_notebook(tmp_path, run_dir):
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from cogito_lib.config import load_profile
-    from cogito_lib.judges import MetadataJudge
+    from cogito_lib.judges import MetadataTraceJudge
     from cogito_lib.pipe.audit import audit
 
-    class KillingJudge(MetadataJudge):
+    class KillingJudge(MetadataTraceJudge):
         calls = 0
         def verify(self, *args, **kwargs):
             KillingJudge.calls += 1
@@ -361,7 +361,7 @@ def test_audit_with_llm_judge_fake_backend_valid_and_malformed(run_dir):
         return '```json\n{"verdict": "pass", "reasons": []}\n```'
 
     backend = FakeBackend(reply)
-    judge = LLMJudge(backend, "fake-judge", audio_root=run_dir)
+    judge = LLMTraceJudge(backend, "fake-judge", audio_root=run_dir)
     stats = A.audit(TINY, run_dir, progress=False, figures=False, judge=judge)
     rejected = read_jsonl(stage(run_dir) / "rejected.jsonl")
     invalid = [r for r in rejected if r["reason"] == "judge_output_invalid"]
@@ -384,23 +384,23 @@ def test_llm_judge_transport_failure_stops_the_stage_and_rejects_nothing(run_dir
             raise BackendError("endpoint unreachable")
 
     with pytest.raises(BackendError):
-        A.audit(TINY, run_dir, progress=False, judge=LLMJudge(DownBackend(), "m", audio_root=run_dir))
+        A.audit(TINY, run_dir, progress=False, judge=LLMTraceJudge(DownBackend(), "m", audio_root=run_dir))
     assert not (stage(run_dir) / "rejected.jsonl").exists()
 
 
 def test_llm_judge_without_audio_sends_text_only(run_dir):
     backend = FakeBackend(lambda r: '{"verdict": "pass", "reasons": []}')
-    judge = LLMJudge(backend, "text-model", with_audio=False)
+    judge = LLMTraceJudge(backend, "text-model", with_audio=False)
     q = questions_of(run_dir)[0]
     assert judge.verify(q, "I hear: a beep\nSo the answer is 1.", "1").ok
     assert backend.requests[0].audio_path is None and isinstance(backend.requests[0].messages[-1]["content"], str)
 
 
 def test_make_judge_follows_the_profile(tmp_path):
-    assert isinstance(A.make_judge(TINY, tmp_path), MetadataJudge)
+    assert isinstance(A.make_judge(TINY, tmp_path), MetadataTraceJudge)
     paper_like = load_profile("tiny", {"models.judge": "gpt-4o-mini", "models.backend": "openai"})
     judge = A.make_judge(paper_like, tmp_path)
-    assert isinstance(judge, LLMJudge) and judge.name.startswith("llm:openai:gpt-4o-mini:")
+    assert isinstance(judge, LLMTraceJudge) and judge.name.startswith("llm:openai:gpt-4o-mini:")
 
 
 # --- exports, CLI, plots --------------------------------------------------------------------------------------------
@@ -454,7 +454,7 @@ def test_llm_judge_runs_on_a_real_hf_backend_and_rejects_garbage(run_dir, tmp_pa
 
     corpus = ["I hear: loud mid beep; quiet high beep", "So the answer is 3."] * 20  # 8 tokens cannot spell a verdict
     model, processor = load_model(build_tiny_model("qwen2_audio", tmp_path / "judge", corpus, size="tiny"))
-    judge = LLMJudge(HFBackend(model, processor), "tiny-judge", audio_root=run_dir, max_new_tokens=8)
+    judge = LLMTraceJudge(HFBackend(model, processor), "tiny-judge", audio_root=run_dir, max_new_tokens=8)
     q = questions_of(run_dir)[0]
     results = judge.verify_batch([{"id": "a", "question": q, "thinking": "I hear: a beep\nSo the answer is 1.",
                                    "answer_prediction": "1", "clip": None}])

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cogito_lib.base import STAGE as BASE_STAGE
-from cogito_lib.base import fingerprint, mmar_prompt_text
+from cogito_lib.layout import BASE as BASE_STAGE
+from cogito_lib.layout import base_fingerprint as fingerprint
+from cogito_lib.mmar import item_prompt as mmar_prompt_text
 from cogito_lib.config import load_profile
 from cogito_lib.distill import (STAGE, balance_survivors, build_training_sets, load_inputs, merged_thinker,
                                 next_round, planned_steps, run_variants)
 from cogito_lib.io import read_json, read_jsonl, write_json, write_jsonl
-from cogito_lib.tasks import reasoning_text
+from cogito_lib.world.skills import reasoning_text
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = load_profile("tiny", {"train.max_steps": 2, "train.replay_atomic": 3, "train.checkpoint_every": 2})
@@ -292,14 +293,15 @@ def test_with_later_rounds_the_controls_train_every_round_s_steps(tmp_path):
 
 KILLER = """
 import os, signal, sys
-from cogito_lib import io, train
+from cogito_lib import io
+from cogito_lib.train.__main__ import main
 append = io.JsonlJournal.append
 def append_then_die(self, row):
     append(self, row)
     if row.get("step") == int(os.environ["KILL_AT_STEP"]):
         os.kill(os.getpid(), signal.SIGKILL)
 io.JsonlJournal.append = append_then_die
-sys.exit(train.main(sys.argv[1:]))
+sys.exit(main(sys.argv[1:]))
 """
 
 

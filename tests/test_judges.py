@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cogito_lib.judges import (JudgeError, OpenAIRubricJudge, RateLimiter, RubricJudge, build_rubric_prompt,
-                               parse_rubric_scores)
+from cogito_lib.judges import JudgeError, OpenAIRubricJudge, RubricJudge, build_rubric_prompt, parse_rubric_scores
+from cogito_lib.models.backends import RateLimiter
 from cogito_lib.mmar import load_meta, score_rubrics
 from fake_openai import FakeOpenAI, chat_reply
 

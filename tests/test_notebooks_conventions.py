@@ -1,4 +1,4 @@
-"""Every notebook follows the kit's conventions (STYLE.md): checked on the committed sources."""
+"""Every notebook follows the kit's conventions (docs/contributing.md): checked on the committed sources."""
 import ast
 import json
 import re

@@ -44,7 +44,8 @@ def test_the_stages_with_randomness_declare_seed():
 def test_a_missing_base_names_the_bases_of_other_seeds(tmp_path):
     import pytest
 
-    from cogito_lib.base import STAGE, base_model_path
+    from cogito_lib.layout import BASE as STAGE
+    from cogito_lib.layout import base_model_path
 
     profile = load_profile("tiny")
     other = tmp_path / STAGE / "base-0123456789"

@@ -283,9 +283,9 @@ def test_no_root_is_a_config_error_before_any_work(tmp_path):
     assert not (tmp_path / STAGE).exists()
 
 
-def test_world_collect_and_cli_dispatch_to_the_datasets(fixtures, tmp_path, capsys):
+def test_stage_one_and_cli_dispatch_to_the_datasets(fixtures, tmp_path, capsys):
     from cogito_lib.pipe.__main__ import main
-    from cogito_lib.world import collect
+    from cogito_lib.pipe.collect import collect
 
     root = f"datasets.medley_solos_db={fixtures['medley_solos_db'].root}"
     base = ["collect", "--profile", "paper", "--run-dir", str(tmp_path), "--set", root, "--set", "collect.enrichers=",
@@ -295,8 +295,10 @@ def test_world_collect_and_cli_dispatch_to_the_datasets(fixtures, tmp_path, caps
     assert out["source"] == "datasets" and out["num_clips"] == 2 and out["max_clip_s"] == 0.4
     assert main(base + ["--mix", "complexaudio=1"]) == 2
     assert "collect.mix" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="curation"):
-        collect(paper(fixtures), tmp_path, split="heldout")
+    assert main(base + ["--split", "heldout"]) == 2  # the datasets make only the curation pool
+    assert "curation" in capsys.readouterr().err
+    stats = collect(paper(fixtures), tmp_path / "again", num_clips=1, workers=1, progress=False)
+    assert stats["source"] == "datasets" and stats["num_clips"] == 1
 
 
 def test_enrichers_run_only_when_declared(fixtures, tmp_path, monkeypatch):

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from cogito_lib import evaluate as ev
+from cogito_lib import layout, plots, widgets
 from cogito_lib.config import load_profile
 from cogito_lib.mmar import (CATEGORIES, MODALITIES, load_meta, read_predictions, score_predictions,
                              validate_submission)
-from cogito_lib.mmar.synth import build_mmar_synth, select_balanced, synth_dir
+from cogito_lib.world.mmar_synth import build_mmar_synth, select_balanced, synth_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 MMAR_FIELDS = ("id", "audio_path", "question", "choices", "answer", "modality", "category", "sub-category",
@@ -71,7 +72,7 @@ def test_select_balanced_prefers_the_smaller_tier_and_emptier_cells():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny pretrained base and a 10-item MMAR-synth in one run dir."""
-    from cogito_lib.base import pretrain_base
+    from cogito_lib.base_model import pretrain_base
 
     run_dir = tmp_path_factory.mktemp("eval")
     profile = load_profile("tiny", {"eval.num_items": 10})
@@ -83,7 +84,7 @@ def test_evaluation_of_the_base_is_cached_scored_and_submittable(trained, monkey
     profile, run_dir = trained
     evaluation = ev.evaluate(profile, run_dir, progress=False, n_boot=200)
     assert list(evaluation.scores) == ["base"] and evaluation.runs["base"]["generated"] == 10
-    stage = run_dir / ev.STAGE
+    stage = run_dir / layout.EVAL
     path = stage / "predictions-base.jsonl"
     records = read_predictions(path)
     assert [r["id"] for r in records] == [it["id"] for it in evaluation.benchmark.items]
@@ -125,14 +126,14 @@ def test_a_copied_run_dir_reuses_its_predictions(trained, monkeypatch, tmp_path)
     again = ev.evaluate(profile, copy, progress=False, n_boot=50)
     assert again.runs["base"]["generated"] == 0 and again.benchmark.meta_path.is_relative_to(copy)
     assert again.scores["base"]["accuracy"]["per_item"] == first.scores["base"]["accuracy"]["per_item"]
-    from cogito_lib.base import base_model_path
+    from cogito_lib.layout import base_model_path
     assert Path(base_model_path(profile, copy)).is_relative_to(copy)
 
 
 def test_a_partial_prediction_file_is_completed_not_redone(trained, monkeypatch):
     profile, run_dir = trained
     ev.evaluate(profile, run_dir, progress=False, n_boot=50)
-    path = run_dir / ev.STAGE / "predictions-base.jsonl"
+    path = run_dir / layout.EVAL / "predictions-base.jsonl"
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:7]) + lines[7][:20])   # killed mid-write: 7 whole lines and a torn one
     asked = []
@@ -142,19 +143,19 @@ def test_a_partial_prediction_file_is_completed_not_redone(trained, monkeypatch)
         asked.extend(it["id"] for it in items)
         return real(model, processor, items, **kwargs)
 
-    monkeypatch.setattr(ev, "generate_predictions", counting)
+    monkeypatch.setattr(ev.predictions, "generate_predictions", counting)
     evaluation = ev.evaluate(profile, run_dir, progress=False, n_boot=50)
     assert len(asked) == 3 and evaluation.runs["base"]["generated"] == 3
     assert len(read_predictions(path)) == 10
 
 
 def test_adapters_in_the_run_dir_are_evaluated_against_the_base(trained):
-    from cogito_lib.base import base_model_path
+    from cogito_lib.layout import base_model_path
     from cogito_lib.models import add_lora, load_model
 
     profile, run_dir = trained
     model, _ = load_model(base_model_path(profile, run_dir), dtype="float32")
-    adapter_dir = run_dir / ev.TRAIN_STAGE / "self_distill" / "adapter"
+    adapter_dir = run_dir / layout.TRAIN / "self_distill" / "adapter"
     add_lora(model, rank=2, alpha=4).save_pretrained(adapter_dir)
     specs = ev.discover_models(profile, run_dir)
     assert list(specs) == ["base", "self_distill"] and specs["self_distill"].adapter == str(adapter_dir)
@@ -169,13 +170,13 @@ def test_adapters_in_the_run_dir_are_evaluated_against_the_base(trained):
     assert len(versus) == 1 and versus[0].startswith("base vs self_distill: ")
     assert evaluation.gain_sentences(reference="base_cont") == []                   # no such control trained
     assert validate_submission(evaluation.benchmark.items,
-                               run_dir / ev.STAGE / "submission-self_distill.jsonl") == []
+                               run_dir / layout.EVAL / "submission-self_distill.jsonl") == []
     # the notebook's views
-    assert ev.plot_heatmaps(evaluation) is not None and ev.plot_gains(evaluation) is not None
+    assert plots.plot_heatmaps(evaluation) is not None and plots.plot_gains(evaluation) is not None
     paired = ev.paired_examples(evaluation, "self_distill", want=(0, 0))
     if paired:
-        assert "gold reasoning" in ev.example_html(paired[0])
-    ev.win_browser(evaluation)
+        assert "gold reasoning" in widgets.example_html(paired[0])
+    widgets.win_browser(evaluation)
     both = ev.side_by_side(evaluation)
     paper_rows = [s for s in both.index.get_level_values("source") if s == ev.PAPER_LABEL]
     assert len(paper_rows) == 2 and "paper" in ev.PAPER_LABEL
@@ -187,7 +188,7 @@ def test_adapters_in_the_run_dir_are_evaluated_against_the_base(trained):
         mine = [it for it in evaluation.benchmark.items if it["skill"] == skill]
         assert row["base"] == pytest.approx(100 * np.mean([evaluation.scores["base"]["accuracy"]["per_item"][it["id"]]
                                                            for it in mine]))
-    summary = json.loads((run_dir / ev.STAGE / "summary.json").read_text())
+    summary = json.loads((run_dir / layout.EVAL / "summary.json").read_text())
     assert summary["models"]["self_distill"]["per_item"] == evaluation.scores["self_distill"]["accuracy"]["per_item"]
     assert set(summary["item_tiers"]) == {it["id"] for it in evaluation.benchmark.items}
 
@@ -222,8 +223,8 @@ def _fake_run(run_dir: Path, base: float, gain: float):
           for part in ("overall", "atomic", "composite")}
     summary = {"benchmark": "mmar-synth", "num_items": 600, "models": {"base": model(base),
                                                                         "self_distill": model(base + gain, vs)}}
-    (run_dir / ev.STAGE).mkdir(parents=True)
-    (run_dir / ev.STAGE / "summary.json").write_text(json.dumps(summary))
+    (run_dir / layout.EVAL).mkdir(parents=True)
+    (run_dir / layout.EVAL / "summary.json").write_text(json.dumps(summary))
 
 
 def test_headline_summary_over_fake_seed_run_dirs(tmp_path):
@@ -259,7 +260,7 @@ def test_pooled_comparisons_resample_items_within_seeds(tmp_path):
         sd = {i: (1 if tiers[i] == "composite" and rng.random() < lift else base[i]) for i in ids}
         models = {name: {"accuracy": 100 * np.mean(list(p.values())), "tiers": {}, "per_item": p, "rubrics": 30.0 + seed,
                          "crs": 0.8} for name, p in (("base", base), ("base_cont", dict(base)), ("self_distill", sd))}
-        run = tmp_path / f"s{seed}" / ev.STAGE
+        run = tmp_path / f"s{seed}" / layout.EVAL
         run.mkdir(parents=True)
         (run / "summary.json").write_text(json.dumps({"benchmark": "mmar-synth", "num_items": 200, "models": models,
                                                       "item_tiers": tiers}))
@@ -291,8 +292,8 @@ def test_the_headline_reports_the_final_self_distillation_round(tmp_path):
            "self_distill_round2": {i: int(n < 20) for n, i in enumerate(ids)}}
     models = {name: {"accuracy": 100 * np.mean(list(p.values())), "tiers": {}, "per_item": p}
               for name, p in per.items()}
-    (tmp_path / ev.STAGE).mkdir(parents=True)
-    (tmp_path / ev.STAGE / "summary.json").write_text(json.dumps({"benchmark": "mmar-synth", "num_items": 40,
+    (tmp_path / layout.EVAL).mkdir(parents=True)
+    (tmp_path / layout.EVAL / "summary.json").write_text(json.dumps({"benchmark": "mmar-synth", "num_items": 40,
                                                                  "models": models, "item_tiers": tiers}))
     summary = ev.summarise_seeds({"0": tmp_path})
     assert summary["comparisons"]["model"] == "self_distill_round2"
@@ -316,7 +317,7 @@ def test_an_answer_without_a_think_block_is_scored_not_dropped(monkeypatch):
     monkeypatch.setattr(generate, "build_mmar_prompt", lambda processor, q, c: q)
     items = [{"id": "a", "question": "q1", "choices": ["x"], "audio_file": None},
              {"id": "b", "question": "q2", "choices": ["y"], "audio_file": None}]
-    monkeypatch.setattr("cogito_lib.train.AudioCache.__call__", lambda self, path: None)
+    monkeypatch.setattr("cogito_lib.models.audio.AudioCache.__call__", lambda self, path: None)
     records = generate_predictions(None, None, items, max_new_tokens=8, batch_size=2)
     assert records[0]["answer_prediction"] == "a sad organ tune" and not records[0]["parse_failed"]
     assert records[1]["answer_prediction"] == "" and records[1]["parse_failed"]  # unclosed: never invented

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from cogito_lib import tasks
-from cogito_lib.base import pretrain_base
+from cogito_lib.world import skills
+from cogito_lib.base_model import pretrain_base
 from cogito_lib.config import load_profile
 from cogito_lib.io import read_jsonl, write_jsonl
 from cogito_lib.pipe import think as think_module
@@ -22,7 +22,7 @@ def run_dir(tmp_path_factory):
     rng = np.random.default_rng(0)
     questions = []
     for clip in clips:
-        for q in tasks.questions_for_clip(clip, tasks.skills_of("composite") + ["count"], rng, max_questions=1):
+        for q in skills.questions_for_clip(clip, skills.skills_of("composite") + ["count"], rng, max_questions=1):
             q.pop("thinking")
             q["audio_path"] = f"02-data-collection/{q['audio_path']}"
             questions.append(q)

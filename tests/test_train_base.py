@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from cogito_lib.base import check_set, evaluate_skills, fingerprint, pretrain_base, summarise_rows
+from cogito_lib.base_model import check_set, evaluate_skills, pretrain_base, summarise_rows
+from cogito_lib.layout import base_fingerprint as fingerprint
 from cogito_lib.config import load_profile
 from cogito_lib.io import read_jsonl
 from cogito_lib.train import LoopConfig, batch_order, lr_at
@@ -45,7 +46,7 @@ def test_pretraining_learns_and_is_cached(pretrained):
     assert [r["step"] for r in log] == list(range(1, 31))
     assert info["final_loss"] < 0.7 * info["first_loss"]  # it learns on its own data
     assert info["pretrain_questions"] >= info["pretrain_clips"]
-    from cogito_lib.tasks import skills_of
+    from cogito_lib.world.skills import skills_of
 
     assert set(info["pretrain_skills"]) <= set(skills_of("atomic"))  # never a composite question
     again = pretrain_base(profile, run_dir, progress=False)

@@ -19,7 +19,9 @@ import torch
 from cogito_lib.distill import build_training_sets, load_inputs
 from cogito_lib.io import read_json
 from cogito_lib.models import load_model
-from cogito_lib.train import AudioCache, LoopConfig, _distributed, prepare_lora, train_sft, trainable_state
+from cogito_lib.models.audio import AudioCache
+from cogito_lib.train import LoopConfig, prepare_lora, train_sft, trainable_state
+from cogito_lib.train.loop import _distributed
 
 run_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
 torch.set_num_threads(1)

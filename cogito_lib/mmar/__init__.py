@@ -24,7 +24,7 @@ from __future__ import annotations
 from .meta import MetaError, MetaLoad, MetaProblem, load_meta, resolve_audio, validate_row
 from .rubrics import score_rubrics, trimmed_run_mean
 from .rule import (CATEGORIES, LAYERS, MODALITIES, PROMPT_INSTRUCTION, RUBRIC_SIZE, SUBMISSION_KEYS,
-                   THINKING_LIMIT, format_prompt, is_correct, normalise_category, tokenize)
+                   THINKING_LIMIT, format_prompt, is_correct, item_prompt, normalise_category, tokenize)
 from .scoring import (format_table, index_predictions, is_parse_failure, read_predictions,
                       score_predictions)
 from .stats import bootstrap_ci
@@ -33,7 +33,7 @@ from .submission import validate_submission, write_submission
 __all__ = [
     "CATEGORIES", "LAYERS", "MODALITIES", "PROMPT_INSTRUCTION", "RUBRIC_SIZE", "SUBMISSION_KEYS", "THINKING_LIMIT",
     "MetaError", "MetaLoad", "MetaProblem", "bootstrap_ci", "format_prompt", "format_table", "index_predictions",
-    "is_correct", "is_parse_failure", "load_meta", "normalise_category", "read_predictions", "resolve_audio",
+    "is_correct", "is_parse_failure", "item_prompt", "load_meta", "normalise_category", "read_predictions", "resolve_audio",
     "score_predictions", "score_rubrics", "tokenize", "trimmed_run_mean", "validate_row", "validate_submission",
     "write_submission",
 ]

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from ..io import write_json
+from .jsonl import write_json
 from .meta import load_meta
 from .rubrics import score_rubrics
 from .scoring import format_table, read_predictions, score_predictions
@@ -42,7 +42,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_rubrics(args: argparse.Namespace) -> int:
+    # the one place the benchmark package reaches into the kit: its OpenAI-compatible rubric judge
     from ..judges import OpenAIRubricJudge
+
     items = _load_items(args.meta, require_rubrics=True)
     judge = OpenAIRubricJudge(model=args.model, base_url=args.base_url, cache_dir=args.cache_dir,
                               requests_per_minute=args.rpm)

@@ -23,6 +23,11 @@ def format_prompt(question: str, choices: Sequence[str]) -> str:
     return f"{question}\n{PROMPT_INSTRUCTION}\n" + "\n".join(choices)
 
 
+def item_prompt(item) -> str:
+    """`format_prompt` of an MMAR-format item (its `question` and `choices`)."""
+    return format_prompt(item["question"], item["choices"])
+
+
 def tokenize(text: str | None) -> set[str]:
     """Lower-cased set of word tokens (`\\b\\w+\\b`), as the official scorer sees a string."""
     return set(_WORD.findall((text or "").lower()))

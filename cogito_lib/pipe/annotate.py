@@ -3,7 +3,7 @@
 Paper: Qwen3-Omni-Instruct, prompted few-shot from a pool of 500 expert seed questions, reads each clip (audio +
 metadata) and writes 1-3 MMAR-style questions with hard-negative distractors. Miniature: the same role played by a
 deterministic, offline `MetadataAnnotator` that builds **composite** (multi-step) questions from the clip's
-ground-truth metadata with `cogito_lib.tasks`, steered by sampled seeds exactly as few-shot examples steer an LLM.
+ground-truth metadata with `cogito_lib.world.skills`, steered by sampled seeds exactly as few-shot examples steer an LLM.
 Both annotators sit behind one interface (`Annotator`); `LLMAnnotator` runs any HF, vLLM or OpenAI-compatible
 backend from `cogito_lib.models.backends` and rejects output that does not parse or validate.
 
@@ -27,7 +27,7 @@ metadata, a clip no requested skill fits, a rejected model output) are journalle
 
 Fallback when a clip supports no requested skill (music-only and speech-only clips support no composite skill):
 `fallback="skip"` (default) skips the clip with the counted reason `no_supported_skill`, so the curation data stays
-purely composite, the questions the base's own pretraining data cannot teach (MINIATURE.md); `fallback="atomic"`
+purely composite, the questions the base's own pretraining data cannot teach (docs/miniature.md); `fallback="atomic"`
 asks atomic questions instead, flagged `"fallback": true` in their records.
 """
 from __future__ import annotations
@@ -44,19 +44,18 @@ from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from cogito_lib import tasks
+from cogito_lib.world import skills
 from cogito_lib.config import ConfigError, Profile, resolve_data_path, resolve_run_dir
 from cogito_lib.io import JsonlJournal, read_jsonl, scan_jsonl, stable_id, write_json, write_jsonl
+from cogito_lib.layout import COLLECT, QA, require
 from cogito_lib.mmar.rule import CATEGORIES, MODALITIES, normalise_category
 
-STAGE_DIR = "03-qa-construction"
-MANIFEST_STAGE = "02-data-collection"
+STAGE_DIR = QA
+MANIFEST_STAGE = COLLECT
 JOURNAL = "journal.jsonl"
 FALLBACKS = ("skip", "atomic")
 DEFAULT_TIERS = ("composite",)
 MIN_CHOICES, MAX_CHOICES = 2, 5
-MISSING_MANIFEST = ("RUN_DIR/02-data-collection/manifest.jsonl not found: run notebook 02 "
-                    "(or `python -m cogito_lib.pipe collect`) first")
 
 # Why a clip was skipped or an item rejected (rejected.jsonl `reason`, stats `rejections_by_reason`).
 REASONS = {
@@ -125,15 +124,15 @@ def _seed_problem(seed: Any) -> str | None:
         return problem[1]
     if not isinstance(seed.get("id"), str) or not seed["id"]:
         return "id must be a non-empty string"
-    if seed.get("tier") not in tasks.TIERS:
-        return f"tier {seed.get('tier')!r} is not one of {list(tasks.TIERS)}"
+    if seed.get("tier") not in skills.TIERS:
+        return f"tier {seed.get('tier')!r} is not one of {list(skills.TIERS)}"
     if "skill" not in seed:
         return "skill is missing (use null for a seed only an LLM annotator can use)"
     skill = seed["skill"]
     if skill is not None:
-        if skill not in tasks.SKILLS:
-            return f"skill {skill!r} is not a key of cogito_lib.tasks.SKILLS (or null)"
-        spec = tasks.SKILLS[skill]
+        if skill not in skills.SKILLS:
+            return f"skill {skill!r} is not a key of cogito_lib.world.skills.SKILLS (or null)"
+        spec = skills.SKILLS[skill]
         expected = {"tier": spec.tier, "category": spec.category, "sub-category": spec.sub_category}
         wrong = {k: v for k, v in expected.items() if seed[k] != v}
         if wrong:
@@ -241,15 +240,15 @@ def rejection(clip_id: str | None, reason: str, detail: str, **extra: Any) -> di
 
 def _check_tiers(tiers: Iterable[str], fallback: str) -> tuple[str, ...]:
     tiers = tuple(dict.fromkeys(tiers))
-    if not tiers or any(t not in tasks.TIERS for t in tiers):
-        raise ConfigError(f"tiers {list(tiers)} must be a non-empty subset of {list(tasks.TIERS)}")
+    if not tiers or any(t not in skills.TIERS for t in tiers):
+        raise ConfigError(f"tiers {list(tiers)} must be a non-empty subset of {list(skills.TIERS)}")
     if fallback not in FALLBACKS:
         raise ConfigError(f"fallback {fallback!r} is not allowed; choose one of: {', '.join(FALLBACKS)}")
     return tiers
 
 
 class MetadataAnnotator:
-    """The miniature's annotator: questions built from ground-truth metadata with `cogito_lib.tasks`.
+    """The miniature's annotator: questions built from ground-truth metadata with `cogito_lib.world.skills`.
 
     A working pool of `num_seed_questions` seeds with a skill is sampled once; for each clip the seeds are read in
     a random order (its modality class first) and each seed's skill is asked when the clip supports it, until the
@@ -268,7 +267,7 @@ class MetadataAnnotator:
             min_questions, max_questions, num_choices, seed)
 
         def eligible(tiers):
-            return [s for s in seeds if s.get("skill") and tasks.SKILLS[s["skill"]].tier in tiers]
+            return [s for s in seeds if s.get("skill") and skills.SKILLS[s["skill"]].tier in tiers]
 
         self.pool = sample_seed_pool(eligible(self.tiers), num_seed_questions, seed)
         # the fallback tier gets a pool of its own, so it never crowds the requested tiers out of theirs
@@ -289,7 +288,7 @@ class MetadataAnnotator:
             if seed["skill"] in asked:
                 continue
             asked.add(seed["skill"])  # tried once per clip, whether the clip supports it or not
-            question = tasks.make_question(clip, seed["skill"], rng, num_choices=self.num_choices)
+            question = skills.make_question(clip, seed["skill"], rng, num_choices=self.num_choices)
             if question is not None:
                 out.append((question, seed["id"]))
             if len(out) >= target:
@@ -575,7 +574,7 @@ def summarise(clips: list[dict], questions: list[dict], rejections: list[dict]) 
         "num_clips_skipped": len(clips) - len(per_clip),
         "num_questions": len(questions),
         "questions_per_clip": {str(k): v for k, v in sorted(count(per_clip.values()).items())},
-        "questions_by_tier": {t: sum(q["tier"] == t for q in questions) for t in tasks.TIERS},
+        "questions_by_tier": {t: sum(q["tier"] == t for q in questions) for t in skills.TIERS},
         "questions_by_skill": dict(sorted(count(q["skill"] or "(llm)" for q in questions).items())),
         "questions_by_modality": {m: sum(q["modality"] == m for q in questions) for m in MODALITIES},
         "questions_by_category": {c: sum(q["category"] == c for q in questions) for c in CATEGORIES},
@@ -598,12 +597,11 @@ def annotate(profile: Profile, run_dir: str | Path, *, tiers: Sequence[str] = DE
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
-    manifest_dir = run_dir / MANIFEST_STAGE
-    if not (manifest_dir / "manifest.jsonl").is_file():
-        raise FileNotFoundError(f"{MISSING_MANIFEST} (looked for {manifest_dir / 'manifest.jsonl'})")
+    manifest_path = require(run_dir, "manifest")
+    manifest_dir = manifest_path.parent
     stage_dir = run_dir / STAGE_DIR
     stage_dir.mkdir(parents=True, exist_ok=True)
-    clips, bad_lines = read_manifest(manifest_dir / "manifest.jsonl")
+    clips, bad_lines = read_manifest(manifest_path)
     if annotator is None:
         annotator = make_annotator(profile, stage_dir, tiers=tiers, fallback=fallback, seed=seed)
     settings = annotator.describe()
@@ -747,7 +745,7 @@ def plot_questions_by_skill(questions: Sequence[dict], save_as: str | Path | Non
     ax = figure.add_subplot()
     if rows:
         sns.barplot(y=[k[0] for k, _ in rows], x=[v for _, v in rows], hue=[k[1] for k, _ in rows],
-                    hue_order=[t for t in tasks.TIERS if any(k[1] == t for k, _ in rows)],
+                    hue_order=[t for t in skills.TIERS if any(k[1] == t for k, _ in rows)],
                     palette="colorblind", dodge=False, orient="h", ax=ax)
         for container in ax.containers:
             ax.bar_label(container, fmt="%d", padding=2, fontsize="small")

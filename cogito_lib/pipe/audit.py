@@ -2,9 +2,9 @@
 (1) its answer matches the label by MMAR's official matching rule (QA consistency), (2) its reasoning is within
 length limits, (3) a judge finds no hallucination or broken logic, and (4) it is not a repeat of a kept trace.
 
-Judges: the miniature's `cogito_lib.judges.MetadataJudge` (checks the listing, every gold step, extra steps and
+Judges (`cogito_lib.judges`): the miniature's `MetadataTraceJudge` (checks the listing, every gold step, extra steps and
 the conclusion against the clip's ground truth) when `models.judge` is "metadata"; otherwise the paper's LLM judge
-(`cogito_lib.pipe.llm_judge.LLMJudge`: Qwen3-Omni-Instruct or any OpenAI-compatible model, rubric prompt,
+(`cogito_lib.judges.LLMTraceJudge`: Qwen3-Omni-Instruct or any OpenAI-compatible model, rubric prompt,
 validated JSON verdict).
 
 Reads `RUN_DIR/02-data-collection/manifest.jsonl`, `03-qa-construction/qa.jsonl`, `04-cot-generation/cot.jsonl`.
@@ -37,12 +37,12 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..config import ConfigError, Profile, resolve_run_dir
 from ..io import JsonlJournal, read_jsonl, stable_id, write_json, write_jsonl
 from ..mmar import is_correct
-from .llm_judge import JudgeOutputError
+from ..judges import JudgeOutputError, make_judge as _make_judge
+from ..layout import AUDIT, FILES, MissingInput, require
 
-STAGE = "05-quality-verification"
-MANIFEST = Path("02-data-collection") / "manifest.jsonl"
-QA = Path("03-qa-construction") / "qa.jsonl"
-COT = Path("04-cot-generation") / "cot.jsonl"
+STAGE = AUDIT
+MANIFEST = FILES["manifest"].relative
+QA = FILES["qa"].relative
 JOURNAL = "verdicts.partial.jsonl"
 VERDICTS = "verdicts.jsonl"
 
@@ -75,24 +75,9 @@ DEFAULT_MIN_THINKING_CHARS = 10
 DEFAULT_JUDGE_BATCH = 64
 
 
-class MissingInputError(FileNotFoundError):
-    """An earlier stage's output is not in the run dir (the message names it and the notebook to run)."""
-
-
-def _require(run_dir: Path, relative: Path, notebook: str, command: str) -> Path:
-    path = run_dir / relative
-    if not path.is_file():
-        raise MissingInputError(f"{path} not found: run notebook {notebook} "
-                                f"(or `python -m cogito_lib.pipe {command}`) first")
-    return path
-
-
 def check_inputs(run_dir: str | Path) -> dict[str, Path]:
-    """The three inputs of the stage; MissingInputError naming the first one absent and what makes it."""
-    run_dir = Path(run_dir)
-    return {"manifest": _require(run_dir, MANIFEST, "02-data-collection", "collect"),
-            "qa": _require(run_dir, QA, "03-qa-construction", "annotate"),
-            "cot": _require(run_dir, COT, "04-cot-generation", "think")}
+    """The three inputs of the stage; MissingInput naming the first one absent and what makes it."""
+    return {name: require(run_dir, name) for name in ("manifest", "qa", "cot")}
 
 
 def read_lines(path: Path) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
@@ -122,32 +107,23 @@ def normalise_thinking(thinking: str) -> str:
 # --- the judge ----------------------------------------------------------------------------------------------------
 
 def judge_name(judge: Any) -> str:
-    from ..judges import MetadataJudge
-
-    if isinstance(judge, MetadataJudge):
-        return "metadata"
     return str(getattr(judge, "name", type(judge).__name__))
 
 
 def make_judge(profile: Profile, run_dir: str | Path, **kwargs: Any) -> Any:
-    """The profile's judge: the metadata judge (miniature) or the LLM judge named by `models.judge`."""
-    if profile.models.judge == "metadata":
-        from ..judges import MetadataJudge
-
-        return MetadataJudge()
-    from .llm_judge import make_llm_judge
-
-    return make_llm_judge(profile, run_dir, cache_dir=Path(run_dir) / STAGE / "judge-cache", **kwargs)
+    """The profile's trace judge (`cogito_lib.judges.make_judge(profile, "trace")`), its LLM replies cached in
+    this stage's folder."""
+    return _make_judge(profile, "trace", run_dir=run_dir, cache_dir=Path(run_dir) / STAGE / "judge-cache", **kwargs)
 
 
 def _verify_one(judge: Any, item: Mapping) -> Any:
-    from ..judges import MetadataJudge
     from ..models.backends import BackendError
 
     question = item["question"]
-    if isinstance(judge, MetadataJudge) and (question.get("listing") is None or question.get("steps") is None):
-        return JudgeOutputError("the question has no listing/steps: the metadata judge has nothing to check the "
-                                "reasoning against")
+    missing = [field for field in getattr(judge, "requires", ()) if question.get(field) is None]
+    if missing:
+        return JudgeOutputError(f"the question has no {'/'.join(missing)}: the {judge_name(judge)} judge has "
+                                "nothing to check the reasoning against")
     try:
         return judge.verify(question, item["thinking"], item["answer_prediction"], clip=item.get("clip"))
     except JudgeOutputError as err:
@@ -305,7 +281,7 @@ def audit(profile: Profile, run_dir: str | Path, *, progress: bool = True,
     repeated; write train.jsonl, rejected.jsonl, verdicts.jsonl, stats.json, figures and exports. Returns stats.
 
     `judge` overrides the profile's judge (any object with `verify(question, thinking, answer_prediction, clip)`
-    returning a `Verdict`, optionally `verify_batch`). Raises MissingInputError when an input file is absent."""
+    returning a `Verdict`, optionally `verify_batch`). Raises MissingInput when an input file is absent."""
     if min_thinking_chars < 0 or max_thinking_chars < min_thinking_chars:
         raise ConfigError(f"thinking length limits must satisfy 0 <= min ({min_thinking_chars}) <= max "
                           f"({max_thinking_chars})")
@@ -586,7 +562,7 @@ def plot_kept_rate(stats: Mapping, save_as: str | Path | None = None):
     import seaborn as sns
 
     from ..plots import modality_order
-    from ..tasks import SKILLS
+    from ..world.skills import SKILLS
 
     figure, (left, right) = _figure((13, 4.8), ncols=2)
     by_skill = stats.get("by_skill") or {}
@@ -641,7 +617,7 @@ def run_cli(profile: Profile, args: argparse.Namespace) -> dict:
         return audit(profile, resolve_run_dir(profile, args.run_dir), progress=not args.no_progress,
                      max_thinking_chars=args.max_thinking_chars, min_thinking_chars=args.min_thinking_chars,
                      judge_batch_size=args.judge_batch_size, figures=not args.no_figures)
-    except MissingInputError as err:
+    except MissingInput as err:
         raise ConfigError(str(err)) from None
     except BackendError as err:  # the judge's backend: missing, unreachable; journalled verdicts are kept
         raise ConfigError(f"judge backend failed: {err} (verdicts so far are journalled; rerun to resume)") from None

@@ -25,12 +25,12 @@ from collections import Counter
 from pathlib import Path
 
 from ..config import Profile, resolve_run_dir
+from ..layout import COT, base_model_path, require
 from ..io import JsonlJournal, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from ..mmar import is_correct
-from ..tasks import CONCLUSION_PREFIX, LISTING_PREFIX
+from ..world.skills import CONCLUSION_PREFIX, LISTING_PREFIX
 
-STAGE = "04-cot-generation"
-QA = Path("03-qa-construction") / "qa.jsonl"
+STAGE = COT
 CHUNK_QUESTIONS = 64  # questions per journalled chunk (the unit of resumption)
 PLAN_STEP_TOKENS = 48  # most new tokens for one planned step's value (a step ends at its newline)
 
@@ -88,10 +88,7 @@ def plan_guided(backend, questions: list[dict], results: list, waveforms: list, 
 
 
 def _load_questions(run_dir: Path) -> list[dict]:
-    path = run_dir / QA
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run notebook 03 (or `python -m cogito_lib.pipe annotate`) first")
-    return read_jsonl(path)
+    return read_jsonl(require(run_dir, "qa"))
 
 
 def thinker_signature(model_path: str) -> list:
@@ -111,7 +108,7 @@ def inputs_key(run_dir: Path, model_path: str, profile: Profile, limit: int | No
     import dataclasses
     import hashlib
 
-    questions = hashlib.sha1((run_dir / QA).read_bytes()).hexdigest()
+    questions = hashlib.sha1(require(run_dir, "qa").read_bytes()).hexdigest()
     return stable_id(questions, thinker_signature(model_path), dataclasses.asdict(profile.think),
                      profile.collect.seed, profile.models.backend, CHUNK_QUESTIONS, limit, length=16)
 
@@ -122,10 +119,10 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
 
     A finished stage with the same inputs (questions, thinker weights, sampling settings) is reused, not sampled
     again: its `stats.json` is returned with `reused` set. `force=True` samples again."""
-    from ..base import base_model_path
     from ..models.backends import GenerationRequest
     from ..models.generate import build_messages, format_mmar_question, split_thinking
-    from ..train import AudioCache, set_threads
+    from ..models.audio import AudioCache
+    from ..env import set_threads
 
     run_dir = Path(run_dir)
     stage_dir = run_dir / STAGE

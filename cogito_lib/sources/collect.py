@@ -28,15 +28,15 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from cogito_lib.config import DATASET_ENV, ConfigError, Profile, num_workers
-from cogito_lib.io import JsonlJournal, atomic_write_bytes, read_json, read_jsonl, stable_id, write_json, write_jsonl
-from cogito_lib.world.collect import _clean_stage_dir, encode_wav
+from cogito_lib.io import (JsonlJournal, atomic_write_bytes, clean_stage_dir, encode_wav, read_json, read_jsonl,
+                           stable_id, write_json, write_jsonl)
+from cogito_lib.layout import COLLECT as STAGE_DIR
 
 from .audio import AudioError, load_clip, use_torch_threads
 from .base import ScanResult, SourceError, SourceItem
 from .plan import domain_shares, mix_weights, quotas
 from .registry import ADAPTERS, FACT_LAYERS, layers_of
 
-STAGE_DIR = "02-data-collection"
 JOURNAL = "manifest.partial.jsonl"
 ADAPTER_VERSION = 1  # bump when records of the same source item change
 SPLIT = "curation"
@@ -329,7 +329,7 @@ def collect_datasets(profile: Profile, run_dir: str | Path, *, num_clips: int | 
     enrichment = _enrich(profile, manifest, stage_dir, progress)
     if enrichment is not None:
         write_jsonl(stage_dir / "manifest.jsonl", manifest)
-    _clean_stage_dir(stage_dir, {r["audio_path"] for r in manifest})
+    clean_stage_dir(stage_dir, {r["audio_path"] for r in manifest})
 
     plan_rows = {}
     for name, adapter in ADAPTERS.items():

@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import io as _io
 import multiprocessing
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
-from cogito_lib.config import ConfigError, Profile, WorldConfig, num_workers
-from cogito_lib.io import JsonlJournal, atomic_write_bytes, read_json, read_jsonl, stable_id, write_json, write_jsonl
+from cogito_lib.config import Profile, WorldConfig, num_workers
+from cogito_lib.io import (JsonlJournal, atomic_write_bytes, clean_stage_dir, encode_wav, read_json, read_jsonl,
+                           stable_id, write_json, write_jsonl)
+from cogito_lib.layout import COLLECT as STAGE_DIR
 from cogito_lib.world.facts import FACT_KINDS, LAYERS
 from cogito_lib.world.scenes import MODALITIES, clip_id, generate_clip
 from cogito_lib.world.tts import TTSError
 
-STAGE_DIR = "02-data-collection"
 JOURNAL = "manifest.partial.jsonl"
 TTS_CACHE = "tts-cache"
 
@@ -41,13 +38,6 @@ TTS_CACHE = "tts-cache"
 def world_fingerprint(world: WorldConfig, world_seed: int, split: str) -> str:
     """Identifies what a stage folder's clips were made from; clips of another fingerprint are not reused."""
     return stable_id(dataclasses.asdict(world), world_seed, split)
-
-
-def encode_wav(audio: np.ndarray, sample_rate: int) -> bytes:
-    """16-bit PCM mono WAV bytes (no timestamps: the same audio gives the same bytes)."""
-    buf = _io.BytesIO()
-    sf.write(buf, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-    return buf.getvalue()
 
 
 def failure_reason(err: BaseException) -> str:
@@ -96,15 +86,6 @@ def _run_tasks(tasks: list[tuple], workers: int):
         yield from pool.imap_unordered(_make_clip_star, tasks, chunksize=1)
 
 
-def _clean_stage_dir(stage_dir: Path, keep: set[str]) -> None:
-    """Remove temp files of killed writers and wavs that are not in the final manifest."""
-    for path in stage_dir.rglob(".*.tmp"):
-        path.unlink(missing_ok=True)
-    for path in (stage_dir / "audio").glob("*.wav"):
-        if f"audio/{path.name}" not in keep:
-            path.unlink()
-
-
 def summarise(records: list[dict], failures: list[dict]) -> dict:
     """Counts by modality, fact kind, layer, scene and failure reason."""
     count = collections.Counter
@@ -123,23 +104,12 @@ def summarise(records: list[dict], failures: list[dict]) -> dict:
 def collect(profile: Profile, run_dir: str | Path, *, num_clips: int | None = None, seed: int | None = None,
             split: str = "curation", out_subdir: str = STAGE_DIR, workers: int | None = None,
             progress: bool = True) -> dict:
-    """Stage 1: synthesise `num_clips` world clips with their metadata into `RUN_DIR/<out_subdir>/`; with
-    collect.source='datasets' (the paper profile) it samples the paper's datasets instead
-    (`cogito_lib.sources.collect_datasets`, same stage folder and record shape).
+    """Synthesise `num_clips` world clips with their metadata into `RUN_DIR/<out_subdir>/` (stage 1 in the
+    miniature; also the pretraining, check, tour and benchmark splits in every profile).
 
     Defaults come from `profile.collect` (num_clips, seed, workers; 0 workers = all cores). Resumable and
     deterministic (see the module docstring). Returns the stats dict that is also written to stats.json.
     """
-    if profile.collect.source == "datasets":  # paper scale: the ten datasets from local roots
-        if split != "curation":
-            raise ConfigError(f"split {split!r}: the paper's datasets only make the curation pool; other splits "
-                              "come from the procedural world (collect.source='world')")
-        from cogito_lib.sources import collect_datasets
-
-        return collect_datasets(profile, run_dir, num_clips=num_clips, seed=seed, workers=workers,
-                                out_subdir=out_subdir, progress=progress)
-    if profile.collect.source != "world":
-        raise ConfigError(f"collect.source = {profile.collect.source!r}: choose 'world' or 'datasets'")
     start = time.perf_counter()
     world = profile.world
     num_clips = profile.collect.num_clips if num_clips is None else int(num_clips)
@@ -171,7 +141,7 @@ def collect(profile: Profile, run_dir: str | Path, *, num_clips: int | None = No
     failures.sort(key=lambda f: f["index"])
     write_jsonl(stage_dir / "manifest.jsonl", manifest)
     write_jsonl(stage_dir / "failures.jsonl", failures)
-    _clean_stage_dir(stage_dir, {r["audio_path"] for r in manifest})
+    clean_stage_dir(stage_dir, {r["audio_path"] for r in manifest})
     wall_s = time.perf_counter() - start
     stats = {"num_requested": num_clips, **summarise(manifest, failures), "wall_s": round(wall_s, 3),
              "clips_per_s": round(len(tasks) / wall_s, 3) if wall_s > 0 else 0.0, "workers": workers,

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from cogito_lib import tasks
+from cogito_lib.world import skills
 from cogito_lib.config import load_profile
-from cogito_lib.judges import MetadataJudge
+from cogito_lib.judges import MetadataRubricJudge, MetadataTraceJudge
 from cogito_lib.mmar import is_correct
 from cogito_lib.world import generate_clip
 
@@ -26,18 +26,18 @@ def questions(clips):
     rng = np.random.default_rng(0)
     out = []
     for clip in clips:
-        for skill in tasks.SKILLS:
-            q = tasks.make_question(clip, skill, rng)
+        for skill in skills.SKILLS:
+            q = skills.make_question(clip, skill, rng)
             if q is not None:
-                q["rubric"] = tasks.rubric_for(q)
+                q["rubric"] = skills.rubric_for(q)
                 out.append((clip, q))
     return out
 
 
 def test_both_tiers_and_many_skills_are_covered(questions):
-    skills = {q["skill"] for _, q in questions}
-    assert {tasks.SKILLS[s].tier for s in skills} == {"atomic", "composite"}
-    assert len(skills) >= 12
+    names = {q["skill"] for _, q in questions}
+    assert {skills.SKILLS[s].tier for s in names} == {"atomic", "composite"}
+    assert len(names) >= 12
 
 
 def test_questions_are_mmar_shaped_and_the_answer_is_a_choice(questions):
@@ -54,86 +54,86 @@ def test_questions_are_mmar_shaped_and_the_answer_is_a_choice(questions):
 
 
 def test_question_ids_are_stable(clips):
-    a = tasks.make_question(clips[0], "count", np.random.default_rng(3))
-    b = tasks.make_question(clips[0], "count", np.random.default_rng(3))
+    a = skills.make_question(clips[0], "count", np.random.default_rng(3))
+    b = skills.make_question(clips[0], "count", np.random.default_rng(3))
     assert a == b
 
 
 def test_count_distractors_are_off_by_one(clips):
     clip = next(c for c in clips if "event_count" in c["facts"])
-    q = tasks.make_question(clip, "count", np.random.default_rng(0))
+    q = skills.make_question(clip, "count", np.random.default_rng(0))
     n = clip["facts"]["event_count"]
     assert q["answer"] == str(n) and str(n + 1) in q["choices"]
 
 
 def test_gold_reasoning_parses_and_passes_the_judge(questions):
-    judge = MetadataJudge()
+    judge = MetadataTraceJudge()
     for clip, q in questions:
-        parsed = tasks.parse_reasoning(q["thinking"])
-        assert parsed.listing == q["listing"] == tasks.listing(clip)
+        parsed = skills.parse_reasoning(q["thinking"])
+        assert parsed.listing == q["listing"] == skills.listing(clip)
         assert parsed.conclusion == q["answer"]
         verdict = judge.verify(q, q["thinking"], q["answer"], clip=clip)
         assert verdict.ok, (q["skill"], verdict)
-        assert judge.score(q, q["thinking"], q["answer"]) == [1, 1, 1, 1, 1]
+        assert MetadataRubricJudge().score(q, q["thinking"], q["answer"]) == [1, 1, 1, 1, 1]
 
 
 def test_judge_rejects_hallucinations_skipped_steps_and_inconsistent_conclusions(questions):
-    judge = MetadataJudge()
+    judge = MetadataTraceJudge()
     clip, q = next((c, q) for c, q in questions if q["skill"] == "count_pitch" or q["skill"] == "count_loud")
     listed, steps = q["listing"], [tuple(s) for s in q["steps"]]
     # a missing event in the listing
-    short = tasks.reasoning_text(listed[:-1], steps, q["answer"])
+    short = skills.reasoning_text(listed[:-1], steps, q["answer"])
     assert "listing has" in "; ".join(judge.verify(q, short, q["answer"], clip).reasons)
     # a wrong count
-    wrong = tasks.reasoning_text(listed, steps[:-1] + [("Count", "9")], "9")
+    wrong = skills.reasoning_text(listed, steps[:-1] + [("Count", "9")], "9")
     assert any("false step 'Count: 9'" in r for r in judge.verify(q, wrong, "9", clip).reasons)
     # the filtering step skipped
-    skipped = tasks.reasoning_text(listed, steps[1:], q["answer"])
+    skipped = skills.reasoning_text(listed, steps[1:], q["answer"])
     assert any("skipped step" in r for r in judge.verify(q, skipped, q["answer"], clip).reasons)
     # a conclusion that is not the answer given
     assert any("does not match" in r for r in judge.verify(q, q["thinking"], "7", clip).reasons)
     # an invented step that the metadata cannot support
-    extra = tasks.reasoning_text(listed, steps + [("Weather", "sunny")], q["answer"])
+    extra = skills.reasoning_text(listed, steps + [("Weather", "sunny")], q["answer"])
     assert any("unsupported step 'Weather'" in r for r in judge.verify(q, extra, q["answer"], clip).reasons)
-    assert judge.score(q, short, q["answer"])[:2] == [0, 0]
+    assert MetadataRubricJudge().score(q, short, q["answer"])[:2] == [0, 0]
 
 
 def test_true_extra_steps_are_accepted(questions):
-    judge = MetadataJudge()
+    judge = MetadataTraceJudge()
     clip, q = next((c, q) for c, q in questions if q["skill"] == "count_loud")
-    truths = tasks.clip_truths(clip)
+    truths = skills.clip_truths(clip)
     extra = [(k, v) for k, v in truths.items() if k not in dict(q["steps"])][:1]
     if not extra:
         pytest.skip("clip has no extra truths")
-    text = tasks.reasoning_text(q["listing"], extra + [tuple(s) for s in q["steps"]], q["answer"])
+    text = skills.reasoning_text(q["listing"], extra + [tuple(s) for s in q["steps"]], q["answer"])
     assert judge.verify(q, text, q["answer"], clip).ok
 
 
 def test_parse_reasoning_tolerates_free_text():
-    parsed = tasks.parse_reasoning("hmm\nI hear: loud mid beep\nCount: 1\nSo the answer is 1.")
+    parsed = skills.parse_reasoning("hmm\nI hear: loud mid beep\nCount: 1\nSo the answer is 1.")
     assert parsed.listing == ["loud mid beep"] and parsed.steps == [("Count", "1")]
     assert parsed.conclusion == "1" and parsed.other_lines == ["hmm"]
-    assert tasks.parse_reasoning("").listing is None
+    assert skills.parse_reasoning("").listing is None
 
 
 def test_questions_for_clip_draws_distinct_skills(clips):
     rng = np.random.default_rng(1)
     for clip in clips[:14]:
-        qs = tasks.questions_for_clip(clip, tasks.skills_of("atomic"), rng, max_questions=3)
+        qs = skills.questions_for_clip(clip, skills.skills_of("atomic"), rng, max_questions=3)
         assert 1 <= len(qs) <= 3 and len({q["skill"] for q in qs}) == len(qs)
     with pytest.raises(ValueError, match="unknown tier"):
-        tasks.skills_of("hard")
+        skills.skills_of("hard")
 
 
 def test_steps_that_restate_the_listing_are_optional_but_must_be_true(questions):
-    judge = MetadataJudge()
+    judge = MetadataTraceJudge()
     found = [(c, q) for c, q in questions if q["optional_steps"]]
     if not found:
         pytest.skip("no question with an optional step in this sample")
     clip, q = found[0]
     key = q["optional_steps"][0]
     kept = [tuple(s) for s in q["steps"] if s[0] != key]
-    assert judge.verify(q, tasks.reasoning_text(q["listing"], kept, q["answer"]), q["answer"], clip).ok
+    assert judge.verify(q, skills.reasoning_text(q["listing"], kept, q["answer"]), q["answer"], clip).ok
     wrong = [(k, "something else" if k == key else v) for k, v in map(tuple, q["steps"])]
-    verdict = judge.verify(q, tasks.reasoning_text(q["listing"], wrong, q["answer"]), q["answer"], clip)
+    verdict = judge.verify(q, skills.reasoning_text(q["listing"], wrong, q["answer"]), q["answer"], clip)
     assert any(f"false step '{key}" in r for r in verdict.reasons)

@@ -1,15 +1,14 @@
-"""The auditor's LLM judge (paper scale): does a reasoning trace hallucinate or break its logic?
+"""The auditor's LLM trace judge (paper scale): does a reasoning trace hallucinate or break its logic?
 
 The paper's auditor asks Qwen3-Omni-30B-A3B-Instruct to read the clip (audio + metadata), the question, the
-label and the thinker's reasoning, and to reject traces with hallucinated claims or broken logic. `LLMJudge`
+label and the thinker's reasoning, and to reject traces with hallucinated claims or broken logic. `LLMTraceJudge`
 does this through any `cogito_lib.models.backends` backend (hf, vllm, or an OpenAI-compatible endpoint, cached)
 with a rubric prompt and a structured reply, `{"verdict": "pass"|"fail", "reasons": [...]}`, which is parsed and
 validated: a reply that is not that object is a `JudgeOutputError` (the auditor rejects the sample with reason
 `judge_output_invalid`), never a silent pass. Transport failures (`BackendError`) propagate, so an endpoint that
 is down stops the stage (resumable) instead of rejecting every sample.
 
-It has the miniature judge's interface (`cogito_lib.judges.MetadataJudge.verify`) plus `verify_batch`, which
-sends one backend call per batch.
+It has the trace judge's interface (`verify`) plus `verify_batch`, which sends one backend call per batch.
 """
 from __future__ import annotations
 
@@ -19,8 +18,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..io import stable_id
-from ..judges import Verdict
 from ..mmar import format_prompt
+from .base import JudgeOutputError, Verdict
 
 VERDICTS = ("pass", "fail")
 PROMPT_VERSION = "audit-judge-v1"  # part of the judge's fingerprint: change it when the prompt changes
@@ -38,10 +37,6 @@ Fail the reasoning if ANY of these holds:
    or the conclusion differs from the final answer.
 3. It skips the evidence the question needs (e.g. it never identifies the events it counts or compares).
 Otherwise pass it. Correct facts stated in other words are fine."""
-
-
-class JudgeOutputError(ValueError):
-    """The judge produced no valid verdict (malformed or missing reply): the sample is rejected, never passed."""
 
 
 def _strip_think(text: str) -> str:
@@ -124,8 +119,8 @@ def build_judge_prompt(question: Mapping, thinking: str, answer_prediction: str,
     )
 
 
-class LLMJudge:
-    """Rubric judge over a generation backend (hf / vllm / openai); greedy, one reply per trace.
+class LLMTraceJudge:
+    """Trace judge over a generation backend (hf / vllm / openai); greedy, one reply per trace.
 
     `with_audio` sends the clip to the judge (Qwen3-Omni-Instruct hears it); set it False for a text-only model.
     `audio_root` resolves relative `audio_path`s of questions (the run dir)."""
@@ -136,6 +131,8 @@ class LLMJudge:
         self.with_audio, self.max_new_tokens, self.system_prompt = with_audio, max_new_tokens, system_prompt
         self.audio_root = Path(audio_root) if audio_root is not None else None
 
+    requires: tuple[str, ...] = ()  # reads the clip's metadata and audio; needs no gold steps
+
     @property
     def name(self) -> str:
         """Identifies the verdicts this judge gives (backend, model, prompt): part of the audit fingerprint."""
@@ -144,7 +141,7 @@ class LLMJudge:
                 f"{stable_id(PROMPT_VERSION, self.system_prompt, self.with_audio, self.max_new_tokens, length=8)}")
 
     def __repr__(self) -> str:
-        return f"LLMJudge({self.name!r})"
+        return f"LLMTraceJudge({self.name!r})"
 
     def _audio_path(self, question: Mapping) -> str | None:
         path = question.get("audio_path")
@@ -187,24 +184,9 @@ class LLMJudge:
         return out
 
     def verify(self, question: Mapping, thinking: str, answer_prediction: str, clip: Mapping | None = None) -> Verdict:
-        """The miniature judge's interface: a Verdict, or JudgeOutputError when the reply is malformed."""
+        """A Verdict, or JudgeOutputError when the reply is malformed."""
         result = self.verify_batch([{"id": "0", "question": question, "thinking": thinking,
                                      "answer_prediction": answer_prediction, "clip": clip}])[0]
         if isinstance(result, JudgeOutputError):
             raise result
         return result
-
-
-def make_llm_judge(profile, run_dir: str | Path, cache_dir: str | Path | None = None, **kwargs: Any) -> LLMJudge:
-    """The profile's LLM judge: `models.judge` served by `models.backend` (hf, vllm or openai; openai is cached
-    under `cache_dir`). Extra kwargs go to LLMJudge (with_audio, max_new_tokens)."""
-    from ..models.backends import make_backend
-
-    kind, model = profile.models.backend, profile.models.judge
-    if kind == "openai":
-        backend = make_backend("openai", model, cache_dir=cache_dir)
-    elif kind == "hf":
-        backend = make_backend("hf", model, device=profile.models.device, dtype=profile.models.dtype)
-    else:
-        backend = make_backend(kind, model)
-    return LLMJudge(backend, model, audio_root=run_dir, **kwargs)

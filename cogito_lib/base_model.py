@@ -2,7 +2,7 @@
 
 It stands in for Qwen3-Omni-30B-A3B-Thinking: it hears and reasons, imperfectly. It is pretrained from scratch
 on a world split of its own (seeds disjoint from curation and evaluation) with gold, templated reasoning for the
-**atomic** skills only (`cogito_lib.tasks`); composite questions are left for Cogito-pipe to teach. The result
+**atomic** skills only (`cogito_lib.world.skills`); composite questions are left for Cogito-pipe to teach. The result
 is cached under a hash of everything that shapes it, so reruns skip training.
 
 On a held-out check set it reports, per skill: pass@1 (greedy answer correct by MMAR's rule), judge-pass@1
@@ -21,41 +21,15 @@ from typing import Any
 import numpy as np
 
 from .config import Profile
-from .io import read_json, read_jsonl, stable_id, write_json, write_jsonl
-from .judges import MetadataJudge
-from .mmar import format_prompt, is_correct
-from .tasks import SKILLS, questions_for_clip, skills_of
-from .train import AudioCache, LoopConfig, SFTExample, set_threads, summarise_log, train_sft
-
-STAGE = "01-base-model"
-
-
-# Code that defines the pretraining data: a change to any of these files is a different base.
-_DATA_CODE = ("tasks.py", "world/scenes.py", "world/synth.py", "world/tts.py")
-
-
-def _code_hash() -> str:
-    import hashlib
-
-    root = Path(__file__).parent
-    digest = hashlib.sha1()
-    for name in _DATA_CODE:
-        digest.update((root / name).read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def fingerprint(profile: Profile) -> str:
-    """Hash of everything that shapes the trained base: its settings, the world's, the family, and the code that
-    writes the pretraining data (not the check-set settings)."""
-    base = dataclasses.asdict(profile.base)
-    for key in ("check_seed", "check_clips", "check_samples", "max_new_tokens", "threads"):
-        base.pop(key)
-    return stable_id(base, dataclasses.asdict(profile.world), profile.models.family, _code_hash(), length=10)
-
-
-def mmar_prompt_text(question: dict) -> str:
-    return format_prompt(question["question"], question["choices"])
-
+from .io import read_json, read_jsonl, write_json, write_jsonl
+from .judges import MetadataTraceJudge
+from .layout import BASE as STAGE
+from .layout import base_dir, base_fingerprint, path
+from .mmar import is_correct, item_prompt
+from .models.audio import AudioCache
+from .world.skills import SKILLS, questions_for_clip, skills_of
+from .env import set_threads
+from .train import LoopConfig, SFTExample, summarise_log, train_sft
 
 def _world(profile: Profile, run_dir: Path, *, seed: int, num_clips: int, split: str, progress: bool):
     from .world import collect
@@ -83,7 +57,7 @@ def tokenizer_corpus(questions: list[dict]) -> list[str]:
     wording (composite included, so later stages do not meet unknown words)."""
     corpus = []
     for q in questions:
-        corpus += [mmar_prompt_text(q), q["thinking"], q["answer"]]
+        corpus += [item_prompt(q), q["thinking"], q["answer"]]
     return corpus
 
 
@@ -95,8 +69,8 @@ def pretrain_base(profile: Profile, run_dir: str | Path, *, progress: bool = Tru
     if profile.models.base != "tiny":
         raise ValueError(f"models.base is {profile.models.base!r}: only the miniature ('tiny') is pretrained here")
     b = profile.base
-    key = fingerprint(profile)
-    model_dir = run_dir / STAGE / f"base-{key}"
+    key = base_fingerprint(profile)
+    model_dir = base_dir(profile, run_dir)
     info_path = model_dir / "base.json"
     if info_path.exists():
         info = read_json(info_path)
@@ -107,7 +81,7 @@ def pretrain_base(profile: Profile, run_dir: str | Path, *, progress: bool = Tru
     world_dir, clips, world_stats = _world(profile, run_dir, seed=b.world_seed, num_clips=b.num_clips,
                                            split="pretrain", progress=progress)
     questions = make_questions(clips, skills_of("atomic"), b.world_seed, b.questions_per_clip, world_dir)
-    write_jsonl(run_dir / STAGE / "pretrain-questions.jsonl", questions)
+    write_jsonl(path(run_dir, "pretrain"), questions)
     corpus = tokenizer_corpus(questions)
     corpus += tokenizer_corpus(make_questions(clips[: max(50, len(clips) // 10)], skills_of("composite"),
                                               b.world_seed + 1, 3, world_dir))
@@ -122,7 +96,7 @@ def pretrain_base(profile: Profile, run_dir: str | Path, *, progress: bool = Tru
     for name, param in model.named_parameters():
         if frozen and "audio_tower" in name:
             param.requires_grad_(False)
-    examples = [SFTExample(q["audio_file"], mmar_prompt_text(q), q["thinking"], q["answer"]) for q in questions]
+    examples = [SFTExample(q["audio_file"], item_prompt(q), q["thinking"], q["answer"]) for q in questions]
     log_path = model_dir / "train_log.jsonl"
     log_path.unlink(missing_ok=True)  # a killed run restarts its (short) training from scratch
     cfg = LoopConfig(steps=b.steps, batch_size=b.batch_size, learning_rate=b.learning_rate,
@@ -169,9 +143,9 @@ def evaluate_skills(model, processor, questions: list[dict], *, num_samples: int
     per-skill summary."""
     from .models.generate import SamplingConfig, generate_reasoning
 
-    judge = MetadataJudge()
+    judge = MetadataTraceJudge()
     audio = AudioCache()
-    prompts_text = [mmar_prompt_text(q) for q in questions]
+    prompts_text = [item_prompt(q) for q in questions]
     from .models.generate import build_mmar_prompt
 
     prompts = [build_mmar_prompt(processor, q["question"], q["choices"]) for q in questions]
@@ -251,20 +225,3 @@ def answer_with_base(profile: Profile, run_dir: str | Path, model_path: str | No
     return {"question": item["question"], "choices": item["choices"], "answer": item["answer"],
             "audio_file": item["audio_file"], "thinking": out.thinking, "answer_prediction": out.answer_prediction,
             "pass@1": int(is_correct(out.answer_prediction, item["answer"], item["choices"]))}
-
-
-def base_model_path(profile: Profile, run_dir: str | Path) -> str:
-    """Where the base model is: the pretrained miniature base of this profile (notebook 01), or the checkpoint
-    id / folder named by `models.base` at paper scale."""
-    if profile.models.base != "tiny":
-        return profile.models.base
-    info_path = Path(run_dir) / STAGE / f"base-{fingerprint(profile)}" / "base.json"
-    if not info_path.exists():
-        others = sorted(p.parent.name for p in (Path(run_dir) / STAGE).glob("base-*/base.json"))
-        hint = (f"; this run dir has {', '.join(others)}, trained with other base settings: run this notebook with "
-                "the same SEED and base.* values as notebook 01") if others else ""
-        raise FileNotFoundError(f"{info_path} not found: run notebook 01 (01-base-model) for profile "
-                                f"'{profile.name}' first{hint}")
-    recorded = Path(read_json(info_path)["model_dir"])
-    here = info_path.parent / recorded.name  # the model sits beside base.json, wherever the run dir now is
-    return str(here if here.is_dir() else recorded)

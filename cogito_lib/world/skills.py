@@ -14,7 +14,7 @@ Reasoning is categorical and line-based so that a tiny model can learn it and a 
     Count: 1
     So the answer is 1.
 
-The first line lists every audible event in time order (the "enumerate every event" skill, MINIATURE.md);
+The first line lists every audible event in time order (the "enumerate every event" skill, docs/miniature.md);
 each further line is one `Key: value` step; the last line states the answer.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from .io import stable_id
+from ..io import stable_id
 
 LISTING_PREFIX = "I hear: "
 CONCLUSION_PREFIX = "So the answer is "
@@ -502,7 +502,7 @@ def _voice_over_background(clip, rng):
 
 # Vocabularies for distractors, derived from the world so they stay in sync with it.
 def _world_vocab():
-    from .world import scenes
+    from . import scenes
 
     sounds = tuple(sorted(strip_article(s.label) for s in scenes.SOUND_SOURCES.values()))
     beds = tuple(sorted(strip_article(label) for label, _ in scenes.BEDS.values()))

@@ -2,7 +2,7 @@
 
 The miniature's stand-in for MMAR (chapter 07). Every item has MMAR's fields (`id, audio_path, question, choices,
 answer, modality, category, sub-category, language, source, url, timestamp`), the MMAR-Rubrics fields
-(`thinking` = gold reasoning, `cue` = short hints from the metadata, a 5-item `rubric` from `tasks.rubric_for`)
+(`thinking` = gold reasoning, `cue` = short hints from the metadata, a 5-item `rubric` from `skills.rubric_for`)
 and the kit's own (`tier`, `skill`, `listing`, `steps`, `clip_id`), so `load_meta` and the official-format
 scorer read it exactly as they read MMAR.
 
@@ -29,10 +29,12 @@ import numpy as np
 
 from ..config import Profile
 from ..io import read_json, read_jsonl, stable_id, write_json, write_jsonl
-from .meta import load_meta
-from .rule import LAYERS, MODALITIES, normalise_category
+from ..layout import EVAL as STAGE
+from ..layout import data_code_hash
+from ..mmar import LAYERS, MODALITIES, load_meta, normalise_category
+from .collect import collect
+from .skills import SKILLS, make_question, rubric_for
 
-STAGE = "07-mmar-evaluation"
 SYNTH_DIR = "mmar-synth"
 META_NAME = "MMAR-meta.jsonl"
 SPLIT = "heldout"
@@ -53,9 +55,8 @@ def num_clips_for(num_items: int) -> int:
 
 
 def _fingerprint(profile: Profile, num_items: int, seed: int) -> str:
-    from ..base import _code_hash   # the task and world code: a change makes a different benchmark
-
-    return stable_id(dataclasses.asdict(profile.world), num_items, seed, _code_hash(), "synth-v1")
+    # the skills and world code are part of the key: a change makes a different benchmark
+    return stable_id(dataclasses.asdict(profile.world), num_items, seed, data_code_hash(), "synth-v1")
 
 
 def _language(clip: dict) -> str | None:
@@ -76,8 +77,7 @@ def _cue(question: dict) -> list[str]:
 
 
 def to_mmar_item(question: dict, clip: dict) -> dict:
-    """A `tasks.make_question` record as an MMAR-meta row (every official field, rubric fields, kit fields)."""
-    from ..tasks import rubric_for
+    """A `skills.make_question` record as an MMAR-meta row (every official field, rubric fields, kit fields)."""
 
     return {
         "id": question["id"],
@@ -105,7 +105,6 @@ def to_mmar_item(question: dict, clip: dict) -> dict:
 
 def candidates(clips: list[dict], seed: int) -> list[dict]:
     """Every (clip, skill) question the clips support, as MMAR rows, each drawn from its own seeded generator."""
-    from ..tasks import SKILLS, make_question
 
     out = []
     for index, clip in enumerate(clips):
@@ -177,8 +176,6 @@ def build_mmar_synth(profile: Profile, run_dir: str | Path, *, num_items: int | 
     Defaults come from `profile.eval` (num_items, seed). The clips are a world split of their own ("heldout",
     seed `profile.eval.seed`), disjoint from pretraining and curation. Rebuilt only when the settings or the
     world/task code change."""
-    from ..world import collect
-
     num_items = profile.eval.num_items if num_items is None else int(num_items)
     seed = profile.eval.seed if seed is None else int(seed)
     if num_items < 1:

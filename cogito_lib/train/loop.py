@@ -7,16 +7,12 @@ loss covers the assistant tokens only. Batches are drawn in a seeded order, so a
 Self-distillation (06) adds: LoRA on the language model (`prepare_lora`), atomic checkpoints (trainable weights,
 optimizer, step) every N steps so that a run killed with `kill -9` resumes without repeating or skipping a batch,
 and data-parallel training when started by `accelerate launch` / `torchrun` (each rank takes its share of every
-step's batch; gradients are averaged, so all ranks hold the same weights). The command line
-`python -m cogito_lib.train --profile P --run-dir D [--variant V ...]` runs the variants of
-`cogito_lib.distill`, the same code the notebook runs in-process.
+step's batch; gradients are averaged, so all ranks hold the same weights).
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .io import JsonlJournal, read_jsonl, write_jsonl
+from ..io import JsonlJournal, read_jsonl, write_jsonl
+from ..models.audio import AudioCache
 
 
 @dataclass(frozen=True)
@@ -74,22 +71,6 @@ def _param_groups(model, cfg: LoopConfig) -> list[dict]:
     if audio:
         groups.append({"params": audio, "lr_scale": cfg.audio_lr_scale})
     return groups
-
-
-class AudioCache:
-    """Waveforms by path, loaded once (the miniature's clips are small)."""
-
-    def __init__(self, root: str | Path | None = None):
-        self.root = Path(root) if root else None
-        self._cache: dict[str, np.ndarray] = {}
-
-    def __call__(self, path: str) -> np.ndarray:
-        if path not in self._cache:
-            from .models.generate import load_audio
-
-            full = Path(path) if self.root is None or Path(path).is_absolute() else self.root / path
-            self._cache[path] = load_audio(full)
-        return self._cache[path]
 
 
 CHECKPOINT = "checkpoint.pt"  # inside a run's checkpoint folder: trainable weights, optimizer, step, RNG
@@ -157,7 +138,7 @@ def train_sft(model, processor, examples: Sequence[SFTExample], cfg: LoopConfig,
     batch of every step is split across the ranks and the gradients averaged."""
     import torch
 
-    from .models.generate import build_training_text, encode_training_batch
+    from ..models.generate import build_training_text, encode_training_batch
 
     if not examples:
         raise ValueError("no training examples: the previous stage produced nothing to train on")
@@ -243,16 +224,6 @@ def train_sft(model, processor, examples: Sequence[SFTExample], cfg: LoopConfig,
     return kept + logs
 
 
-def set_threads(threads: int) -> int:
-    """Use `threads` torch CPU threads (0 = every usable core); return the number in use."""
-    import torch
-
-    from .config import num_workers
-
-    torch.set_num_threads(num_workers(threads))
-    return torch.get_num_threads()
-
-
 def summarise_log(logs: Sequence[dict[str, Any]], tail: int = 20) -> dict:
     """First and final loss (mean of the last `tail` steps), total time and tokens/s."""
     if not logs:
@@ -266,19 +237,21 @@ def summarise_log(logs: Sequence[dict[str, Any]], tail: int = 20) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- LoRA
-LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"  # attention and MLP projections
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # attention and MLP
 
 
-def prepare_lora(model, rank: int, alpha: int, dropout: float = 0.0, targets: str = LORA_TARGETS,
+def prepare_lora(model, rank: int, alpha: int, dropout: float = 0.0, targets: Sequence[str] = LORA_TARGETS,
                  freeze_audio: bool = True):
     """Freeze `model`, wrap it in LoRA on the language model's attention and MLP projections (never the audio
     tower, see `models.add_lora`) and, if `freeze_audio` is False, train the audio tower's weights in full too."""
-    from .models import add_lora
+    from ..models import add_lora
 
+    if isinstance(targets, str):  # "q_proj,v_proj" as written on a command line
+        targets = targets.split(",")
     for param in model.parameters():
         param.requires_grad_(False)
     peft_model = add_lora(model, rank=rank, alpha=alpha, dropout=dropout,
-                          target_modules=[t.strip() for t in targets.split(",") if t.strip()])
+                          target_modules=[t.strip() for t in targets if t.strip()])
     if not freeze_audio:
         for name, param in peft_model.named_parameters():
             if "audio_tower" in name:
@@ -298,54 +271,3 @@ def save_adapter(model, out_dir: str | Path) -> Path:
 
         save_file(audio, str(out_dir / "audio_tower.safetensors"))
     return out_dir
-
-
-# ----------------------------------------------------------------------------------------------- CLI
-def _parse_value(text: str) -> Any:
-    import json
-
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m cogito_lib.train --profile P --run-dir D [--variant V ...] [--set train.max_steps=50]`."""
-    from .config import load_profile, resolve_run_dir
-    from .distill import VARIANTS, run_variants
-
-    parser = argparse.ArgumentParser(prog="python -m cogito_lib.train", description=(
-        "Self-distillation fine-tuning (notebook 06): LoRA SFT of the base on the audited traces and the "
-        "equal-compute controls. Runs in-process, or data-parallel under `accelerate launch`."))
-    parser.add_argument("--profile", default="mini", help="tiny, mini or paper")
-    parser.add_argument("--run-dir", default=None, help="run folder (default runs/<profile>)")
-    parser.add_argument("--variant", nargs="*", choices=VARIANTS, help="variants to train (default train.variants)")
-    parser.add_argument("--max-steps", type=int, help="optimisation steps of every variant (train.max_steps)")
-    parser.add_argument("--learning-rate", type=float, help="peak learning rate (train.learning_rate)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (train.threads)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="any profile value, e.g. train.replay_atomic=0 (repeatable)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--first-round-only", action="store_true",
-                        help="leave later self-distillation rounds (train.rounds > 1) to a later call")
-    args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {"train.max_steps": args.max_steps, "train.learning_rate": args.learning_rate,
-                                 "train.threads": args.threads}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key.strip()] = _parse_value(value.strip())
-    profile = load_profile(args.profile, overrides)
-    stats = run_variants(profile, resolve_run_dir(profile, args.run_dir), args.variant,
-                         later_rounds=not args.first_round_only, progress=not args.no_progress)
-    if int(os.environ.get("RANK", "0")) == 0:
-        for name, summary in stats["variants"].items():
-            print(f"{name}: {summary.get('status')} steps={summary.get('steps')} "
-                  f"examples={summary.get('examples')} final_loss={summary.get('final_loss')}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

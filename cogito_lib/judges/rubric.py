@@ -1,8 +1,8 @@
-"""Rubric judges for MMAR-Rubrics: the interface every judge implements and an OpenAI-compatible HTTP judge.
+"""The MMAR-Rubrics judge at paper scale: GPT-4o (or any OpenAI-compatible model) over HTTP.
 
 `cogito_lib.mmar.score_rubrics` calls `judge.score(item, thinking_prediction, answer_prediction, run)` only for
 correctly answered items, once per rater run, and expects one integer per rubric item (0/1 in MMAR-Rubrics).
-The miniature plugs in an offline, metadata-grounded judge with the same method; the paper profile uses
+The miniature plugs in `MetadataRubricJudge` with the same method; the paper profile uses
 `OpenAIRubricJudge` (gpt-4o-2024-11-20, temperature 0, seed 42, as the official evaluation_rubrics.py does).
 
 The API key is read from the environment at request time and never kept on the object, printed, logged,
@@ -14,10 +14,10 @@ import json
 import os
 import re
 import time
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Sequence
 
-from .models.backends import (DEFAULT_BASE_URL, RETRY_STATUS, BackendError, MalformedResponseError,  # noqa: F401
-                              OpenAIChatClient, RateLimiter)
+from ..models.backends import BackendError, MalformedResponseError, OpenAIChatClient
+from .base import JudgeError
 
 DEFAULT_MODEL = "gpt-4o-2024-11-20"
 DEFAULT_SEED = 42
@@ -26,18 +26,6 @@ SYSTEM_PROMPT = (
     "You are an impartial, meticulous evaluator of reasoning. You judge a model's reasoning about an audio "
     "question against the ground truth and a scoring rubric, and you follow the rubric literally."
 )
-
-
-@runtime_checkable
-class RubricJudge(Protocol):
-    """Scores one correctly answered item: one integer per rubric item (0 or 1 in MMAR-Rubrics)."""
-
-    def score(self, item: dict, thinking_prediction: str, answer_prediction: str, run: int) -> list[int]:
-        ...
-
-
-class JudgeError(RuntimeError):
-    """The judge could not produce valid scores (after retries); the item stays unevaluated."""
 
 
 def build_rubric_prompt(item: Mapping, thinking_prediction: str, answer_prediction: str) -> str:
@@ -187,92 +175,3 @@ class OpenAIRubricJudge:
         except BackendError as err:
             raise JudgeError(str(err)) from None
         return parse_rubric_scores(reply_content(response), rubric)
-
-
-# --- the miniature's metadata judge ---------------------------------------------------------------------------
-
-class Verdict:
-    """A judge's decision on one reasoning trace: `ok`, and the reasons when not."""
-
-    __slots__ = ("ok", "reasons")
-
-    def __init__(self, reasons: list[str]):
-        self.reasons = reasons
-        self.ok = not reasons
-
-    def __repr__(self) -> str:
-        return "Verdict(ok)" if self.ok else f"Verdict({'; '.join(self.reasons)})"
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"[^\w\s]", "", text.lower()).strip()
-
-
-class MetadataJudge:
-    """Checks a trace's claims against the clip's ground truth (offline, deterministic).
-
-    A trace passes when its listing names every event correctly and in order, every gold step of the question
-    is stated with its true value, any other step is a true fact about the clip, and it ends by stating the
-    answer it gives. It is both the auditor's judge (`verify`) and MMAR-synth's rubric judge (`score`).
-    """
-
-    def verify(self, question: Mapping, thinking: str, answer_prediction: str,
-               clip: Mapping | None = None) -> Verdict:
-        from .tasks import clip_truths, parse_reasoning
-
-        parsed = parse_reasoning(thinking or "")
-        reasons = []
-        gold_listing = list(question["listing"])
-        if parsed.listing is None:
-            reasons.append("no listing of the events")
-        elif parsed.listing != gold_listing:
-            if len(parsed.listing) != len(gold_listing):
-                reasons.append(f"listing has {len(parsed.listing)} events, the clip has {len(gold_listing)}")
-            else:
-                wrong = [f"'{got}' should be '{want}'" for got, want in zip(parsed.listing, gold_listing)
-                         if got != want]
-                reasons.append("listing wrong: " + ", ".join(wrong))
-        gold_steps = {key: value for key, value in question["steps"]}
-        stated = {}
-        for key, value in parsed.steps:
-            stated.setdefault(key, value)
-        optional = set(question.get("optional_steps") or ())
-        for key, value in gold_steps.items():
-            if key not in stated:
-                if key not in optional:  # a step that only restates the listing may be left out
-                    reasons.append(f"skipped step '{key}'")
-            elif stated[key] != value:
-                reasons.append(f"false step '{key}: {stated[key]}' (true: {value})")
-        truths = clip_truths(dict(clip)) if clip is not None else {}
-        for key, value in stated.items():
-            if key in gold_steps:
-                continue
-            if key not in truths:
-                reasons.append(f"unsupported step '{key}'")
-            elif truths[key] != value:
-                reasons.append(f"false step '{key}: {value}' (true: {truths[key]})")
-        if parsed.other_lines:
-            reasons.append(f"{len(parsed.other_lines)} line(s) that are not reasoning steps")
-        if parsed.conclusion is None:
-            reasons.append("no conclusion")
-        elif _norm(parsed.conclusion) != _norm(answer_prediction or ""):
-            reasons.append(f"conclusion '{parsed.conclusion}' does not match the answer '{answer_prediction}'")
-        return Verdict(reasons)
-
-    def score(self, item: Mapping, thinking_prediction: str, answer_prediction: str, run: int = 0) -> list[int]:
-        """MMAR-Rubrics for a miniature item: one 0/1 per rubric item (deterministic: every run agrees)."""
-        from .tasks import parse_reasoning
-
-        parsed = parse_reasoning(thinking_prediction or "")
-        gold_listing = list(item["listing"])
-        stated = dict(reversed(parsed.steps))  # the first statement of each key wins
-        first_key, first_value = item["steps"][0]
-        last_key, last_value = item["steps"][-1]
-        checks = {
-            "event count": parsed.listing is not None and len(parsed.listing) == len(gold_listing),
-            "event descriptions": parsed.listing == gold_listing,
-            "first step": stated.get(first_key) == first_value,
-            "deciding step": stated.get(last_key) == last_value,
-            "conclusion": parsed.conclusion is not None and _norm(parsed.conclusion) == _norm(answer_prediction or ""),
-        }
-        return [int(checks[r["name"]]) for r in item["rubric"]]
