@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import difflib
+import hashlib
 import json
 import re
 import sys
@@ -165,6 +167,37 @@ def load_seed_pool(path: str | Path) -> list[dict]:
     if not seeds:
         raise SeedPoolError(f"seed question pool {path} holds no seeds")
     return seeds
+
+
+_NON_ALNUM = re.compile(r"[\W_]+")
+
+
+def normalise_question(text: str) -> str:
+    """A question as compared for copies: lower-case, each run of non-alphanumerics one space, stripped."""
+    return _NON_ALNUM.sub(" ", str(text).lower()).strip()
+
+
+def question_hash(text: str) -> str:
+    """sha256 (hex) of `normalise_question(text)`; tests/fixtures/mmar_question_hashes.txt lists MMAR's this way, so
+    the seed pool can be checked against MMAR's questions without holding their text."""
+    return hashlib.sha256(normalise_question(text).encode("utf-8")).hexdigest()
+
+
+def question_similarity(a: str, b: str, *, n: int = 5) -> tuple[float, float]:
+    """(difflib ratio, word n-gram Jaccard) of two normalised questions: how close a seed comes to another question.
+
+    A question shorter than n words counts as one n-gram of all its words."""
+    a, b = normalise_question(a), normalise_question(b)
+    ratio = difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+    grams_a, grams_b = (word_ngrams(x, n) for x in (a, b))
+    union = grams_a | grams_b
+    return ratio, (len(grams_a & grams_b) / len(union) if union else 0.0)
+
+
+def word_ngrams(normalised: str, n: int) -> set[tuple[str, ...]]:
+    """The word n-grams of a normalised question (one n-gram of all its words when it is shorter)."""
+    words = normalised.split()
+    return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))} if words else set()
 
 
 def seed_coverage(seeds: Sequence[dict]):
