@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cogito_lib import tasks
+from cogito_lib.world import skills
 from cogito_lib.config import load_profile, resolve_data_path
 from cogito_lib.mmar.rule import CATEGORIES, MODALITIES, is_correct
 from cogito_lib.pipe import annotate as A
@@ -75,7 +75,7 @@ def test_every_mmar_sub_category_has_at_least_20_seeds_in_its_mmar_layer():
     counts = collections.Counter(s["sub-category"] for s in POOL)
     assert set(counts) == set(MMAR_SUB_CATEGORIES), set(counts) ^ set(MMAR_SUB_CATEGORIES)
     assert min(counts.values()) >= MIN_PER_SUB_CATEGORY, counts
-    # new seeds follow MMAR's layer; the originals put Music Theory under Cultural (tasks.SKILLS mood/dance do)
+    # new seeds follow MMAR's layer; the originals put Music Theory under Cultural (skills.SKILLS mood/dance do)
     wrong_new = [s["id"] for s in _new_seeds() if s["category"] != MMAR_SUB_CATEGORIES[s["sub-category"]]]
     assert not wrong_new
     wrong_old = {(s["category"], s["sub-category"]) for s in POOL[:ORIGINAL_SEEDS]
@@ -96,7 +96,7 @@ def test_every_layer_and_modality_cell_mmar_uses_has_seeds():
 
 def test_both_tiers_are_well_represented_in_every_layer():
     counts = collections.Counter((s["category"], s["tier"]) for s in POOL)
-    assert all(counts[(c, t)] >= MIN_PER_LAYER_TIER for c in CATEGORIES for t in tasks.TIERS), counts
+    assert all(counts[(c, t)] >= MIN_PER_LAYER_TIER for c in CATEGORIES for t in skills.TIERS), counts
 
 
 def test_every_seed_is_scored_right_by_mmar_string_match():
@@ -204,7 +204,7 @@ def test_a_new_seed_with_a_skill_would_change_the_miniatures_pool(tmp_path):
     changed = [dict(s) for s in POOL]
     skilled = next(i for i in range(ORIGINAL_SEEDS, len(changed))
                    if changed[i]["sub-category"] == "Counting and Statistics" and changed[i]["tier"] == "composite")
-    spec = tasks.SKILLS["count_pitch"]
+    spec = skills.SKILLS["count_pitch"]
     changed[skilled].update(skill="count_pitch", category=spec.category, tier=spec.tier)
     moved = [seed for seed in range(8) if A.MetadataAnnotator(changed, num_seed_questions=60, seed=seed).describe()
              != A.MetadataAnnotator(POOL, num_seed_questions=60, seed=seed).describe()]
