@@ -380,16 +380,22 @@ def load_logs(run_dir: str | Path, variants: Sequence[str] | None = None) -> dic
             if (stage_dir / name / "train_log.jsonl").exists()}
 
 
-def launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[str], *, processes: int = 2,
+def launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Sequence[str], *, processes: int = 2,
                     overrides: dict[str, Any] | None = None, log_dir: str | Path | None = None) -> dict[str, int]:
     """Train independent variants as separate processes with one torch thread each, `processes` at a time
-    (~1.3x the throughput of one process on 2 cores). Returns each variant's exit code."""
+    (~1.3x the throughput of one process on 2 cores). Returns each variant's exit code. Given a Profile, every
+    value in which it differs from its named profile reaches the processes (`profile_changes`), then `overrides`."""
     import json
+
+    from .config import profile_changes
 
     run_dir = Path(run_dir)
     log_dir = Path(log_dir or run_dir / STAGE / "logs")
     log_dir.mkdir(parents=True, exist_ok=True)
-    sets = [f"{k}={json.dumps(v)}" for k, v in (overrides or {}).items() if v is not None]
+    profile_name = profile if isinstance(profile, str) else profile.name
+    values = {} if isinstance(profile, str) else profile_changes(profile)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    sets = [f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in values.items() if v is not None]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     pending, running, codes = list(variants), {}, {}
     while pending or running:

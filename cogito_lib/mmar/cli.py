@@ -6,7 +6,7 @@ import sys
 from typing import Sequence
 
 from .jsonl import write_json
-from .meta import load_meta
+from .meta import first_items, load_meta
 from .rubrics import score_rubrics
 from .scoring import format_table, read_predictions, score_predictions
 from .submission import validate_submission
@@ -30,14 +30,17 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    items = _load_items(args.meta)
+    every = _load_items(args.meta)
+    items = first_items(every, args.num_items)
     problems = validate_submission(items, args.predictions)
     for problem in problems:
         print(f"{args.predictions}: {problem}")
+    scope = f"the first {len(items)} of {len(every)} items" if len(items) < len(every) else f"{len(items)} items"
     if problems:
-        print(f"{len(problems)} problem(s): the submission is not valid", file=sys.stderr)
+        print(f"{len(problems)} problem(s): the submission is not valid for {scope}", file=sys.stderr)
         return 1
-    print(f"OK: {args.predictions} is a valid submission for {len(items)} items")
+    print(f"OK: {args.predictions} is a valid submission for {scope}"
+          + (" (a partial one: the challenge needs every item)" if len(items) < len(every) else ""))
     return 0
 
 
@@ -69,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("validate-submission", help="check a challenge submission file")
     p.add_argument("--meta", required=True)
     p.add_argument("--predictions", required=True)
+    p.add_argument("--num-items", type=int, default=None,
+                   help="check it against the first N items of the meta only (a partial run, eval.num_items)")
     p.set_defaults(func=_cmd_validate)
     p = sub.add_parser("rubrics", help="MMAR-Rubrics and CRS with an OpenAI-compatible judge (needs a key)")
     p.add_argument("--meta", required=True)

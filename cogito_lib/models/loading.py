@@ -29,7 +29,7 @@ def _missing_message(name: str, family: ModelFamily | None, reason: str = "") ->
         lines.append(
             f"Download it on a machine with network access: "
             f"`hf download {hub_id} --local-dir /models/{hub_id.split('/')[-1]}` "
-            f"(or `huggingface-cli download {hub_id}` to fill the cache {cache}); then set models.base to that folder "
+            f"(or `hf download {hub_id}` to fill the cache {cache}); then set models.base to that folder "
             f"or copy the cache here.")
     else:
         lines.append("Pass a folder that holds config.json and the weights, a hub id you have downloaded, or "

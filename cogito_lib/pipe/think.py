@@ -20,6 +20,7 @@ listing line and the annotator's steps (the miniature's); a question without ste
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from collections import Counter
 from pathlib import Path
@@ -31,7 +32,14 @@ from ..mmar import is_correct
 from ..world.skills import CONCLUSION_PREFIX, LISTING_PREFIX
 
 STAGE = COT
-CHUNK_QUESTIONS = 64  # questions per journalled chunk (the unit of resumption)
+CHUNK_QUESTIONS = 64  # questions per journalled chunk (the unit of resumption), at least
+
+
+def chunk_questions(profile: Profile) -> int:
+    """Questions per chunk: CHUNK_QUESTIONS, or enough to fill every request slot of the thinker's servers."""
+    if profile.models.backend == "hf":
+        return CHUNK_QUESTIONS
+    return max(CHUNK_QUESTIONS, profile.serve.concurrency * max(1, len(profile.serve.base_urls)))
 PLAN_STEP_TOKENS = 48  # most new tokens for one planned step's value (a step ends at its newline)
 
 
@@ -110,7 +118,7 @@ def inputs_key(run_dir: Path, model_path: str, profile: Profile, limit: int | No
 
     questions = hashlib.sha1(require(run_dir, "qa").read_bytes()).hexdigest()
     return stable_id(questions, thinker_signature(model_path), dataclasses.asdict(profile.think),
-                     profile.collect.seed, profile.models.backend, CHUNK_QUESTIONS, limit, length=16)
+                     profile.collect.seed, profile.models.backend, chunk_questions(profile), limit, length=16)
 
 
 def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, progress: bool = True,
@@ -154,8 +162,10 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
 
     journal_path = stage_dir / "cot.partial.jsonl"
     journal = JsonlJournal(journal_path)
+    session = contextlib.ExitStack()
     done_chunks = {r["chunk"] for r in journal.records() if r.get("kind") == "chunk_done"}
-    chunks = [usable[i:i + CHUNK_QUESTIONS] for i in range(0, len(usable), CHUNK_QUESTIONS)]
+    size = chunk_questions(profile)
+    chunks = [usable[i:i + size] for i in range(0, len(usable), size)]
     todo = [i for i in range(len(chunks)) if i not in done_chunks]
     backend = None
     iterator = todo
@@ -166,7 +176,8 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
     try:
         for index in iterator:
             if backend is None:
-                backend = thinker_backend(profile, model_path)
+                backend = session.enter_context(thinker_session(profile, model_path, stage_dir,
+                                                                progress=progress))
             chunk = chunks[index]
             requests = [GenerationRequest(
                 request_id=q["id"], messages=build_messages(format_mmar_question(*thinker_prompt_fields(q))),
@@ -197,6 +208,7 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
             journal.append({"kind": "chunk_done", "chunk": index})
     finally:
         journal.close()
+        session.close()
 
     records = read_jsonl(journal_path)
     complete = {r["chunk"] for r in records if r.get("kind") == "chunk_done"}
@@ -234,16 +246,29 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
 
 
 def thinker_backend(profile: Profile, model_path: str):
-    """The thinker's generation backend: in-process transformers (`hf`, the miniature) or vLLM (`paper`)."""
+    """The thinker's in-process backend (`hf`, the miniature's): the base model itself, batched."""
     from ..models.backends import make_backend
 
+    if profile.models.backend != "hf":
+        raise ValueError(f"models.backend {profile.models.backend!r} is served: use thinker_session, which sends "
+                         "the thinker's requests to its servers")
     batch = max(1, profile.think.batch_size // profile.think.num_samples)
+    return make_backend("hf", model_path, batch_size=batch, device=profile.models.device)
+
+
+@contextlib.contextmanager
+def thinker_session(profile: Profile, model_path: str, stage_dir: Path, *, progress: bool = False):
+    """The thinker's backend for the stage: in-process (`hf`), or the base's servers (`serve.base_urls`, K samples
+    per request with `n`), or, for another model such as a later round's thinker, a server `serve.launch`
+    starts now and stops when the stage ends."""
     if profile.models.backend == "hf":
-        return make_backend("hf", model_path, batch_size=batch, device=profile.models.device)
-    if profile.models.backend == "vllm":
-        return make_backend("vllm", model_path)
-    raise ValueError(f"models.backend {profile.models.backend!r} cannot run the thinker: the thinker is the base "
-                     "model itself, served in-process (hf) or with vLLM (vllm)")
+        yield thinker_backend(profile, model_path)
+        return
+    from ..models.serving import served
+
+    with served(profile, "base", model_path, log_dir=stage_dir, name=f"thinker-{Path(str(model_path)).name}",
+                progress=progress) as backend:
+        yield backend
 
 
 def _rate(correct: list[bool], selected: list[bool]) -> float | None:
