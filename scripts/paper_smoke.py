@@ -43,18 +43,20 @@ import numpy as np  # noqa: E402
 CORPORA = ("clotho", "audiocaps", "meld", "musicbench")  # four of the paper's ten corpora, as fixtures
 CLIPS_PER_CORPUS = 2
 MMAR_ITEMS, MMAR_EVALUATED = 6, 4  # meta rows, and the first N evaluated (the others have no audio on purpose)
-TEACH_STEPS = 60  # optimisation steps that teach each tiny checkpoint its replies
+TEACH_STEPS = {"thinking": 80, "instruct": 50}  # optimisation steps that teach each checkpoint its reply
 STAND_IN = f"{shlex.quote(sys.executable)} -m cogito_lib.models.serve"
+TINY_SIZE: dict = {}  # TinySize overrides of both checkpoints (--tiny-size)
 # the answer every taught reply gives, and the question the taught annotator asks
-TAUGHT_ANSWER = "a steady tone"
-TAUGHT_QUESTION = {"question": "Which sound is heard in this clip?", "choices": [TAUGHT_ANSWER, "a dog barking",
-                   "a car horn", "rain on a roof"], "answer": TAUGHT_ANSWER, "category": "Perception Layer",
-                   "sub-category": "Sound Identification", "tier": "composite"}
+TAUGHT_ANSWER = "a tone"
+TAUGHT_QUESTION = {"question": "What is heard?", "choices": [TAUGHT_ANSWER, "a dog"], "answer": TAUGHT_ANSWER,
+                   "category": "Signal Layer", "sub-category": "Sound"}
+# What the tiny checkpoints are taught to reply, whatever the prompt: the Instruct one a single JSON object that
+# parses as an annotator's questions, a trace judge's verdict and a rubric judge's scores (each parser reads its
+# key); the Thinking one a reasoning trace with the taught answer.
 REPLIES = {
-    "annotator": json.dumps({"questions": [TAUGHT_QUESTION]}),
-    "judge": json.dumps({"verdict": "pass", "reasons": []}),
-    "rubric": json.dumps({"scores": [1, 1, 0, 1, 1]}),
-    "thinker": f"<think>\nI hear one long steady tone and nothing else.\n</think>\n\nThe answer is {TAUGHT_ANSWER}.",
+    "instruct": json.dumps({"questions": [TAUGHT_QUESTION], "verdict": "pass", "reasons": [],
+                            "scores": [1, 1, 0, 1, 1]}),
+    "thinking": f"<think>\nI hear one steady tone.\n</think>\n\nThe answer is {TAUGHT_ANSWER}.",
 }
 
 
@@ -74,7 +76,7 @@ def mmar_rows() -> list[dict]:
                .read_text().splitlines() if line.strip()]
     first = dict(fixture[0], id="s00_steady-tone", audio_path="./audio/s00_steady-tone.wav",
                  question=TAUGHT_QUESTION["question"], choices=list(TAUGHT_QUESTION["choices"]), answer=TAUGHT_ANSWER,
-                 modality="sound", category="Perception Layer", **{"sub-category": "Sound Identification"})
+                 modality="sound", category="Signal Layer", **{"sub-category": "Sound"})
     return ([first] + fixture)[:MMAR_ITEMS]
 
 
@@ -96,8 +98,13 @@ def _tone(seconds: float = 1.0, freq: float = 440.0) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-def teaching_prompts(role: str) -> list[tuple[list[dict], np.ndarray | None, str]]:
-    """(messages, audio, reply) examples for one checkpoint, built by the kit's own prompt builders."""
+LABELS = ("water", "piano", "speech", "dog", "rain", "violin", "engine", "birds", "laughter", "drums")
+
+
+def teaching_batch(role: str, rng: np.random.Generator, size: int = 3) -> list[tuple[list[dict], np.ndarray | None, str]]:
+    """(messages, audio, reply) examples for one teaching step, built by the kit's own prompt builders on random
+    content, so that the checkpoint learns its reply whatever the prompt says: MMAR questions (the seed pool's)
+    for the Thinking role; an annotator's, a trace judge's and a rubric judge's prompts for Instruct."""
     from cogito_lib.judges.llm import SYSTEM_PROMPT as JUDGE_SYSTEM, build_judge_prompt
     from cogito_lib.judges.rubric import OpenAIRubricJudge
     from cogito_lib.models.generate import build_messages, format_mmar_question
@@ -106,91 +113,143 @@ def teaching_prompts(role: str) -> list[tuple[list[dict], np.ndarray | None, str
     seeds = load_seed_pool(ROOT / "data" / "seed_questions.jsonl")
     rows = mmar_rows()
     examples = []
-    for k in range(3):
-        question = {**TAUGHT_QUESTION, "id": f"q{k}", "audio_path": "x.wav"}
-        if role == "thinker":
-            row = rows[k % len(rows)]
-            examples.append((build_messages(format_mmar_question(row["question"], row["choices"])), _tone(1, 300 + k),
-                             REPLIES["thinker"]))
+    for k in range(size):
+        seed = seeds[int(rng.integers(len(seeds)))]
+        audio = _tone(float(rng.uniform(0.5, 3.0)), float(rng.uniform(150, 3000)))
+        if role == "thinking":
+            examples.append((build_messages(format_mmar_question(seed["question"], seed["choices"])), audio,
+                             REPLIES["thinking"]))
             continue
-        clip = {"clip_id": f"c{k}", "modality": ["sound", "music", "speech"][k], "caption": f"a fixture clip {k}",
-                "events": [{"label": ["water", "piano", "speech"][k], "onset_s": 0.0, "offset_s": 0.6}],
-                "facts": {"source": ["clotho", "musicbench", "meld"][k]}}
-        prompt = build_annotator_prompt(clip, seeds[4 * k:4 * k + 4], min_questions=1, max_questions=3)
-        examples.append(([{"role": "system", "content": LLM_SYSTEM},
-                          {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": prompt}]}],
-                         _tone(1, 500 + k), REPLIES["annotator"]))
-        judge = build_judge_prompt(question, REPLIES["thinker"].split("\n")[1], TAUGHT_ANSWER, clip)
-        examples.append(([{"role": "system", "content": JUDGE_SYSTEM},
-                          {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": judge}]}],
-                         _tone(1, 700 + k), REPLIES["judge"]))
-        row = rows[k % len(rows)]
-        examples.append((OpenAIRubricJudge(model="x").messages(row, "I hear a tone.", row["answer"]), None,
-                         REPLIES["rubric"]))
+        labels = [str(x) for x in rng.choice(LABELS, size=int(rng.integers(1, 4)), replace=False)]
+        words = " ".join(seeds[int(i)]["question"] for i in rng.choice(len(seeds), size=int(rng.integers(0, 6))))
+        clip = {"clip_id": f"c{k}", "modality": seed["modality"], "caption": " and ".join(labels),
+                "events": [{"label": label, "onset_s": float(i), "offset_s": float(i) + 0.5}
+                           for i, label in enumerate(labels)],
+                "facts": {"source": str(rng.choice(CORPORA)), "labels": labels, "captions": words}}
+        kind = ("annotator", "judge", "rubric")[k % 3]
+        if kind == "annotator":
+            shots = [seeds[int(i)] for i in rng.choice(len(seeds), size=4, replace=False)]
+            text = build_annotator_prompt(clip, shots, min_questions=1, max_questions=3)
+            messages = [{"role": "system", "content": LLM_SYSTEM},
+                        {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": text}]}]
+        elif kind == "judge":
+            question = {**seed, "audio_path": "x.wav"}
+            text = build_judge_prompt(question, f"I hear {clip['caption']}.", seed["answer"], clip)
+            messages = [{"role": "system", "content": JUDGE_SYSTEM},
+                        {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": text}]}]
+        else:
+            row = rows[int(rng.integers(len(rows)))]
+            messages, audio = OpenAIRubricJudge(model="x").messages(row, f"I hear {clip['caption']}.",
+                                                                    row["answer"]), None
+        examples.append((messages, audio, REPLIES["instruct"]))
     return examples
 
 
-def teach(folder: Path, examples, steps: int = TEACH_STEPS, seed: int = 0) -> dict:
-    """A few AdamW steps on `examples` with the loss on the replies only; returns first and last loss."""
+def teach(folder: Path, role: str, steps: int, seed: int = 0) -> dict:
+    """`steps` AdamW steps, each on a fresh `teaching_batch`, the loss on the reply only; saves the weights and
+    returns the first and last loss. One torch thread: at this size, more threads only wait on each other."""
     import torch
 
     from cogito_lib.models import load_model
     from cogito_lib.models.generate import encode_batch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     model, processor = load_model(folder)
     model.train()
-    texts = [processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m, _, _ in examples]
-    batch = encode_batch(processor, texts, [a for _, a, _ in examples],
-                         targets=[reply + "<|im_end|>" for _, _, reply in examples], padding_side="right")
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps, eta_min=5e-4)
     losses = []
     for _ in range(steps):
+        examples = teaching_batch(role, rng)
+        texts = [processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m, _, _ in examples]
+        batch = encode_batch(processor, texts, [a for _, a, _ in examples],
+                             targets=[reply + "<|im_end|>" for _, _, reply in examples], padding_side="right")
         loss = model(**batch).loss
         loss.backward()
         optimiser.step()
         optimiser.zero_grad()
-        losses.append(float(loss))
+        decay.step()
+        losses.append(loss.item())
     model.eval()
     model.save_pretrained(folder)
+    torch.set_num_threads(threads)
     return {"first_loss": round(losses[0], 4), "final_loss": round(losses[-1], 4), "steps": steps}
 
 
-def build_checkpoints(folder: Path) -> dict[str, str]:
-    """The tiny Thinking and Instruct checkpoints, taught their replies; reused when built by this same recipe."""
-    from cogito_lib.models import build_tiny_model
+def reply_as_one_token(folder: Path, reply: str) -> None:
+    """Add `reply` to the checkpoint's vocabulary as one (non-special) token and grow the embeddings to match: a
+    70-token JSON object is beyond what a 2-layer model learns to copy in a few dozen steps, one token is not."""
+    from transformers import AddedToken
 
-    recipe = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:12]
-    out = {}
-    for role, kinds in (("thinking", ("thinker",)), ("instruct", ("annotator", "judge", "rubric"))):
-        target = folder / role
-        marker = target / "taught.json"
-        if marker.is_file() and json.loads(marker.read_text()).get("recipe") == recipe:
-            out[role] = str(target)
-            continue
-        shutil.rmtree(target, ignore_errors=True)
-        examples = teaching_prompts("thinker" if role == "thinking" else "instruct")
-        corpus = [REPLIES[k] for k in kinds] * 20 + [json.dumps(m) for m, _, _ in examples]
-        build_tiny_model("qwen3_omni", target, corpus, size={"max_position_embeddings": 8192},
-                         seed=1 if role == "thinking" else 2)
-        started = time.perf_counter()
-        stats = teach(target, examples)
-        stats.update(recipe=recipe, role=role, replies={k: REPLIES[k] for k in kinds},
-                     seconds=round(time.perf_counter() - started, 1))
-        marker.write_text(json.dumps(stats, indent=1) + "\n")
-        out[role] = str(target)
+    from cogito_lib.models import load_model
+
+    model, processor = load_model(folder)
+    processor.tokenizer.add_tokens([AddedToken(reply, special=False, normalized=False)])
+    model.resize_token_embeddings(len(processor.tokenizer))
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+
+def build_checkpoint(folder: Path, role: str, recipe: str, size: dict) -> dict:
+    """One tiny Qwen3-Omni-MoE checkpoint for `role`, taught its reply, saved in the full Qwen3-Omni layout (the one
+    vLLM serves) as `folder`; its `taught.json` says how."""
+    from cogito_lib.models import build_tiny_model, full_omni_checkpoint
+
+    started = time.perf_counter()
+    thinker = folder.with_name(folder.name + "-thinker")
+    shutil.rmtree(thinker, ignore_errors=True)
+    corpus = [REPLIES[role]] * 20 + [json.dumps(m) for m, _, _ in teaching_batch(role, np.random.default_rng(99), 12)]
+    build_tiny_model("qwen3_omni", thinker, corpus, size={"max_position_embeddings": 8192, **size},
+                     seed=1 if role == "thinking" else 2)
+    if role == "instruct":
+        reply_as_one_token(thinker, REPLIES[role])
+    stats = teach(thinker, role, steps=TEACH_STEPS[role])
+    full_omni_checkpoint(thinker, folder)
+    shutil.rmtree(thinker)
+    stats.update(recipe=recipe, role=role, reply=REPLIES[role], seconds=round(time.perf_counter() - started, 1))
+    (folder / "taught.json").write_text(json.dumps(stats, indent=1) + "\n")
+    return stats
+
+
+def build_checkpoints(folder: Path) -> dict[str, str]:
+    """The tiny Thinking and Instruct checkpoints, built at once (one process each), reused while this script's
+    recipe is unchanged."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    recipe = hashlib.sha1(Path(__file__).read_bytes() + json.dumps(TINY_SIZE, sort_keys=True).encode()).hexdigest()[:12]
+    out, todo = {}, []
+    for role in ("thinking", "instruct"):
+        out[role] = str(folder / role)
+        marker = folder / role / "taught.json"
+        if not (marker.is_file() and json.loads(marker.read_text()).get("recipe") == recipe):
+            todo.append(role)
+    if todo:
+        folder.mkdir(parents=True, exist_ok=True)
+        with ProcessPoolExecutor(len(todo), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for stats in pool.map(build_checkpoint, [folder / r for r in todo], todo, [recipe] * len(todo),
+                                  [TINY_SIZE] * len(todo)):
+                print(f"taught the {stats['role']} checkpoint its reply in {stats['seconds']} s "
+                      f"(loss {stats['first_loss']} -> {stats['final_loss']})", flush=True)
     return out
 
 
 # ------------------------------------------------------------------------------------------------------ config
-def smoke_config(inputs: Path, models: dict[str, str], urls: dict[str, str], datasets: dict[str, str], mmar: str,
-                 server: str) -> str:
+def launch_template(server: str, extra: str = "") -> str:
+    """How the smoke serves a model folder: `server` (the stand-in, or `vllm serve`) with vLLM's flags, then `extra`."""
+    template = f"{server} {{model}} --served-model-name {{name}} --host 127.0.0.1 --port {{port}} --max-model-len 8192"
+    template += " --max-num-seqs 8 --threads 1" if server == STAND_IN else ""
+    return template + (f" {extra}" if extra else "")
+
+
+def smoke_config(models: dict[str, str], urls: dict[str, str], datasets: dict[str, str], mmar: str,
+                 launch: str) -> str:
     """The run configuration of the smoke: the paper profile, made small."""
     from cogito_lib.config import _toml_value as v
 
-    launch = f"{server} {{model}} --served-model-name {{name}} --host 127.0.0.1 --port {{port}}"
-    if server == STAND_IN:
-        launch += " --max-num-seqs 8 --max-model-len 8192 --threads 1"
     mix = ",".join(f"{name}=1" for name in datasets)
     lines = [
         "# paper-smoke: the paper profile, every model tiny, every dataset a fixture (scripts/paper_smoke.py)",
@@ -233,7 +292,7 @@ def smoke_config(inputs: Path, models: dict[str, str], urls: dict[str, str], dat
         "batch_size = 8",
         "",
         "[audit]",
-        "judge_max_new_tokens = 32",
+        "judge_max_new_tokens = 160",
         "",
         "[train]",
         "max_steps = 2",
@@ -290,10 +349,18 @@ def main(argv=None) -> int:
                         help="extra arguments for every server (e.g. '--gpu-memory-utilization 0.2 --enforce-eager')")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds a server may take to start")
     parser.add_argument("--fresh", action="store_true", help="delete the run dir first (inputs are rebuilt too)")
+    parser.add_argument("--tiny-size", default="{}", metavar="JSON",
+                        help="TinySize fields of both checkpoints, e.g. '{\"hidden_size\": 256}' (head_dim 64 for "
+                             "GPU attention kernels)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one key of the smoke's configuration (e.g. models.device=cuda)")
     args = parser.parse_args(argv)
+    global TINY_SIZE
+    TINY_SIZE = json.loads(args.tiny_size)
 
+    from cogito_lib.config import ConfigError
     from cogito_lib.models.serving import launch_server
-    from cogito_lib.run import run
+    from cogito_lib.run import RunError, run
 
     run_dir = Path(args.run_dir).resolve()
     if args.fresh:
@@ -311,10 +378,7 @@ def main(argv=None) -> int:
     datasets = write_datasets(inputs / "data")
     mmar = write_mmar(inputs / "data" / "mmar")
     times["fixtures"] = time.perf_counter() - t
-    server = args.server + (f" {args.server_args}" if args.server_args else "")
-    stand_in = args.server == STAND_IN
-    template = (f"{server} {{model}} --served-model-name {{name}} --host 127.0.0.1 --port {{port}} "
-                + ("--max-num-seqs 8 --max-model-len 8192 --threads 1" if stand_in else "--max-model-len 8192"))
+    template = launch_template(args.server, args.server_args)
     logs = run_dir / "servers"
     with contextlib.ExitStack() as stack:
         t = time.perf_counter()
@@ -327,9 +391,13 @@ def main(argv=None) -> int:
             urls = dict(zip(servers, pool.map(stack.enter_context, servers.values())))
         times["servers start"] = time.perf_counter() - t
         config = inputs / "paper-smoke.toml"
-        config.write_text(smoke_config(inputs, models, urls, datasets, mmar, server))
+        config.write_text(smoke_config(models, urls, datasets, mmar, template))
         t = time.perf_counter()
-        results = run(None, run_dir, config=config, progress=False)
+        try:
+            results = run(None, run_dir, config=config, sets=args.set, progress=False)
+        except (ConfigError, RunError) as err:
+            print(f"paper-smoke FAILED: {err}\n  server logs: {logs}", file=sys.stderr)
+            return 1
         times["notebooks"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - started
     problems = verify(run_dir)
@@ -337,7 +405,7 @@ def main(argv=None) -> int:
         print(f"  {result.stage}: {result.wall_s:.1f} s")
     print("paper-smoke: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
     (run_dir / "smoke.json").write_text(json.dumps({"seconds": {k: round(v, 1) for k, v in times.items()},
-                                                    "server": server, "problems": problems}, indent=1) + "\n")
+                                                    "server": template, "problems": problems}, indent=1) + "\n")
     if problems:
         print("paper-smoke FAILED:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1

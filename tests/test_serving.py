@@ -183,3 +183,26 @@ def test_a_launch_that_dies_or_is_missing_says_why(tmp_path):
 def test_make_backend_names_the_kinds():
     with pytest.raises(ValueError, match="hf, vllm or openai"):
         make_backend("tgi")
+
+
+def test_a_thinker_folder_is_rewritten_in_the_full_layout_vllm_serves(stand_in, tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from cogito_lib.models import full_omni_checkpoint, load_model
+
+    _, _, folder = stand_in
+    full = full_omni_checkpoint(folder, tmp_path / "full")
+    config = json.loads((full / "config.json").read_text())
+    assert config["model_type"] == "qwen3_omni_moe" and config["architectures"] == ["Qwen3OmniMoeForConditionalGeneration"]
+    assert config["thinker_config"]["text_config"]["num_experts"] == 4 and config["enable_audio_output"] is False
+    with safe_open(str(full / "model.safetensors"), framework="pt") as f:
+        assert f.keys() and all(key.startswith("thinker.") for key in f.keys())
+    assert (full / "tokenizer.json").is_file() and (full / "chat_template.jinja").is_file()
+    original, _ = load_model(folder)
+    again, _ = load_model(full)  # the kit reads it back as the same thinker
+    ids = torch.tensor([[3, 5, 7, 11]])
+    assert torch.equal(original(input_ids=ids).logits, again(input_ids=ids).logits)
+    stamp = (full / "model.safetensors").stat().st_mtime_ns
+    assert full_omni_checkpoint(folder, tmp_path / "full") == full and (full / "model.safetensors").stat().st_mtime_ns == stamp
+    assert full_omni_checkpoint(full) == full  # already full: as it is

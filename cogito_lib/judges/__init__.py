@@ -51,7 +51,18 @@ def make_judge(profile, role: str, *, run_dir: str | Path | None = None, cache_d
     raise ValueError(f"unknown judge role {role!r}; the roles are: {', '.join(ROLES)}")
 
 
-def _rubric_judge(profile, cache_dir: str | Path | None, **kwargs: Any) -> OpenAIRubricJudge:
+def rubric_judge_for(config: str | Path | None = None, sets=(), *, cache_dir: str | Path | None = None,
+                     **kwargs: Any) -> OpenAIRubricJudge:
+    """The MMAR-Rubrics judge of a run configuration (`python -m cogito_lib.mmar rubrics --config FILE`): the
+    paper profile's unless the file names another. A missing API key is not an error here: cached replies need
+    none, and the first request that needs it says so."""
+    from ..config import resolve_config
+
+    _, profile = resolve_config(None, config, sets, default="paper")
+    return _rubric_judge(profile, cache_dir, check_key=False, **kwargs)
+
+
+def _rubric_judge(profile, cache_dir: str | Path | None, *, check_key: bool = True, **kwargs: Any) -> OpenAIRubricJudge:
     from ..models.backends import BackendError
     from ..models.serving import VLLM_KEY_ENV, served_name
 
@@ -65,11 +76,12 @@ def _rubric_judge(profile, cache_dir: str | Path | None, **kwargs: Any) -> OpenA
             name = served_name(urls[0], model, role="rubric")
         except BackendError as err:
             raise JudgeUnavailable(f"the rubric judge's server: {err}") from None
+        kwargs["requests_per_minute"] = 0  # a local server: no rate limit
         return OpenAIRubricJudge(model=name, base_url=urls[0], api_key_env=VLLM_KEY_ENV, require_key=False,
-                                 cache_dir=cache_dir, requests_per_minute=0, **kwargs)
+                                 cache_dir=cache_dir, **kwargs)
     judge = OpenAIRubricJudge(model=model, base_url=urls[0] if urls else None, api_key_env=profile.serve.api_key_env,
                               cache_dir=cache_dir, **kwargs)
-    if not os.environ.get(judge.api_key_env):
+    if check_key and not os.environ.get(judge.api_key_env):
         raise JudgeUnavailable(f"{judge.api_key_env} is not set: MMAR-Rubrics needs the OpenAI-compatible judge "
                                f"({judge.model}); export the key, or read accuracy without rubrics")
     return judge
@@ -87,4 +99,4 @@ def describe(judge) -> str:
 __all__ = ["JudgeError", "JudgeOutputError", "JudgeUnavailable", "LLMTraceJudge", "MetadataRubricJudge",
            "MetadataTraceJudge", "OpenAIRubricJudge", "ROLES", "RubricJudge", "TraceJudge", "Verdict",
            "build_judge_prompt", "build_rubric_prompt", "describe", "make_judge", "parse_judge_output",
-           "parse_rubric_scores"]
+           "parse_rubric_scores", "rubric_judge_for"]

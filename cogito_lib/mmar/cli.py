@@ -45,12 +45,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_rubrics(args: argparse.Namespace) -> int:
-    # the one place the benchmark package reaches into the kit: its OpenAI-compatible rubric judge
-    from ..judges import OpenAIRubricJudge
+    # the one place the benchmark package reaches into the kit: its OpenAI-compatible rubric judge, configured
+    # like the rest of a run (models.rubric_judge, models.rubric_backend, serve.rubric_urls, serve.api_key_env)
+    from ..judges import rubric_judge_for
 
     items = _load_items(args.meta, require_rubrics=True)
-    judge = OpenAIRubricJudge(model=args.model, base_url=args.base_url, cache_dir=args.cache_dir,
-                              requests_per_minute=args.rpm)
+    sets = list(args.set) + ([f"models.rubric_judge={args.model}"] if args.model else []) + (
+        [f'serve.rubric_urls=["{args.base_url}"]'] if args.base_url else [])
+    judge = rubric_judge_for(args.config, sets, cache_dir=args.cache_dir, requests_per_minute=args.rpm)
     result = score_rubrics(items, read_predictions(args.predictions), judge, runs=args.runs, progress=args.progress)
     print(format_table(result, value="rubrics"))
     if args.out:
@@ -80,8 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--predictions", required=True)
     p.add_argument("--out")
     p.add_argument("--runs", type=int, default=5, help="rater runs per item (highest and lowest dropped)")
-    p.add_argument("--model", default="gpt-4o-2024-11-20")
-    p.add_argument("--base-url", default=None, help="default: $OPENAI_BASE_URL or the OpenAI API")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="a run configuration (TOML): its models.rubric_judge, models.rubric_backend, serve.rubric_urls")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one profile key")
+    p.add_argument("--model", default=None, help="the judge model (models.rubric_judge; default gpt-4o-2024-11-20)")
+    p.add_argument("--base-url", default=None, help="its endpoint (serve.rubric_urls; default: $OPENAI_BASE_URL or "
+                                                    "the OpenAI API)")
     p.add_argument("--cache-dir", default=None, help="judge response cache (a rerun costs nothing)")
     p.add_argument("--rpm", type=float, default=60.0, help="requests per minute")
     p.add_argument("--progress", action="store_true", help="show a progress bar")

@@ -155,6 +155,11 @@ def served(profile: Profile, role: str, model: str | os.PathLike | None = None, 
             f"--served-model-name {{name}} --host 127.0.0.1 --port {{port}}\" (docs/paper-scale.md)")
     log_dir = Path(log_dir) if log_dir is not None else Path.cwd()
     label = name or Path(model).name or "model"
+    folder = Path(model)
+    if (folder / "config.json").is_file():  # a thinker folder the kit saved: in the full layout vLLM serves
+        from .loading import full_omni_checkpoint
+
+        model = str(full_omni_checkpoint(folder))
     with launch_server(profile.serve.launch, model, name=label, log_path=log_dir / "servers" / f"{label}.log",
                        timeout=profile.serve.launch_timeout_s) as url:
         yield role_backend(profile, role, model=model, urls=[url], cache_dir=cache_dir, progress=progress)
