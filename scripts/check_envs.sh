@@ -39,7 +39,11 @@ for req in "${reqs[@]}"; do
     count=$(sed -n 's/^Would install //p' "$log" | wc -w)
     echo "$name: resolves ($count packages)"
   else
-    reason=$(grep -E '^(ERROR|error|  ×|×)' "$log" | head -3 | tr -s ' \n' ' ')
+    # pip's own words: its ERROR lines (minus the yanked-versions notice and the long list of versions) and, for
+    # a conflict, the lines that name the conflicting requirements.
+    reason=$( { grep -E '^ERROR' "$log" | grep -v 'Ignored the following yanked'
+                sed -n '/The conflict is caused by:/,/^$/p' "$log"; } \
+              | sed -E 's/ \(from versions: [^)]*\)//' | tr -s ' \n' ' ' | cut -c1-600)
     echo "$name: fails: ${reason:-$(tail -3 "$log" | tr -s ' \n' ' ')}"
     status=1
   fi
