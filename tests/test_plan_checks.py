@@ -96,3 +96,20 @@ def test_training_engines_are_checked_where_the_profile_names_one():
     swift = checks.check_ms_swift("/nonexistent/swift")
     assert not swift.ok and "envs/ms-swift/requirements.txt" in swift.message
     assert checks.training_engine_checks(load_profile("paper")) == []  # the paper profile names none yet
+
+
+def test_the_rubric_judge_follows_the_run_configuration(models_server, tmp_path, monkeypatch):
+    from cogito_lib.judges import JudgeUnavailable, make_judge, rubric_judge_for
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    judge = rubric_judge_for(None, ["serve.rubric_urls=[\"http://judge.example/v1\"]"], cache_dir=tmp_path)
+    assert (judge.model, judge.base_url, judge.api_key_env) == ("gpt-4o-2024-11-20", "http://judge.example/v1",
+                                                                "OPENAI_API_KEY")  # no key needed to build it
+    with pytest.raises(JudgeUnavailable, match="OPENAI_API_KEY is not set"):
+        make_judge(load_profile("paper"), "rubric")  # 07 reads accuracy without rubrics instead
+    config = tmp_path / "run.toml"
+    config.write_text(f'[models]\nrubric_judge = "/models/Qwen3-Omni-30B-A3B-Thinking"\nrubric_backend = "vllm"\n'
+                      f'[serve]\nrubric_urls = ["{models_server}"]\n')
+    local = rubric_judge_for(str(config))
+    assert local.model == "qwen3-omni-thinking" and local.base_url == models_server  # the name it is served as
+    assert not local.client.require_key

@@ -33,6 +33,7 @@ from ..world.skills import CONCLUSION_PREFIX, LISTING_PREFIX
 
 STAGE = COT
 CHUNK_QUESTIONS = 64  # questions per journalled chunk (the unit of resumption), at least
+PLAN_STEP_TOKENS = 48  # most new tokens for one planned step's value (a step ends at its newline)
 
 
 def chunk_questions(profile: Profile) -> int:
@@ -40,7 +41,6 @@ def chunk_questions(profile: Profile) -> int:
     if profile.models.backend == "hf":
         return CHUNK_QUESTIONS
     return max(CHUNK_QUESTIONS, profile.serve.concurrency * max(1, len(profile.serve.base_urls)))
-PLAN_STEP_TOKENS = 48  # most new tokens for one planned step's value (a step ends at its newline)
 
 
 def thinker_prompt_fields(question: dict) -> tuple[str, list[str]]:
