@@ -228,7 +228,7 @@ def check_deepspeed() -> Check:
         import deepspeed  # noqa: F401
     except Exception as err:  # noqa: BLE001 - not installed, or a broken build: the same advice
         return Check("DeepSpeed", False, f"cannot import deepspeed ({type(err).__name__}): on the GPU node run "
-                                         "`.venv/bin/pip install deepspeed` (docs/paper-scale.md, Training)")
+                                         "`.venv/bin/pip install -e '.[deepspeed]'` (docs/paper-scale.md, Training)")
     return Check("DeepSpeed", True, f"deepspeed {getattr(deepspeed, '__version__', '?')}")
 
 

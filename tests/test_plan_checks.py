@@ -90,7 +90,7 @@ def test_training_engines_are_checked_where_the_profile_names_one():
 
     deepspeed = checks.check_deepspeed()
     if importlib.util.find_spec("deepspeed") is None:  # the kit's test environment: not installed
-        assert not deepspeed.ok and "pip install deepspeed" in deepspeed.message
+        assert not deepspeed.ok and "pip install -e '.[deepspeed]'" in deepspeed.message
     else:
         assert deepspeed.ok and deepspeed.message.startswith("deepspeed ")
     swift = checks.check_ms_swift("/nonexistent/swift")
