@@ -8,7 +8,7 @@ from typing import Sequence
 from .jsonl import write_json
 from .meta import load_meta
 from .rubrics import score_rubrics
-from .scoring import DUPLICATE_POLICIES, format_table, read_predictions, score_predictions
+from .scoring import DUPLICATE_POLICIES, DuplicatePredictions, format_table, read_predictions, score_predictions
 from .submission import validate_submission
 
 
@@ -30,7 +30,10 @@ def _excluded(load) -> list[dict]:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     load = _load(args)
-    scores = score_predictions(load.items, read_predictions(args.predictions), duplicates=args.duplicates)
+    try:
+        scores = score_predictions(load.items, read_predictions(args.predictions), duplicates=args.duplicates)
+    except DuplicatePredictions as err:
+        raise DuplicatePredictions(f"{args.predictions}: {err}") from None
     if load.excluded:
         scores["excluded_meta_rows"] = _excluded(load)
     print(format_table(scores))

@@ -186,10 +186,10 @@ def load_meta(meta_path: str | os.PathLike, audio_root: str | os.PathLike | None
     result = MetaLoad(items=items, problems=problems, path=str(meta_path))
     if result.excluded and not exclude_bad_rows:
         bad = result.excluded
-        listing = "\n  ".join(str(p) for p in bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
+        listing = "".join(f"\n  {p}" for p in bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
         raise MetaError(f"{meta_path}: {len(bad)} bad row(s), first {bad[0]}: fix them, or exclude them explicitly "
-                        f"(exclude_bad_rows=True, --exclude-bad-rows) to score the other {len(items)} items:\n  "
-                        f"{listing}")
+                        f"(exclude_bad_rows=True, --exclude-bad-rows) to score the other {len(items)} items"
+                        + (listing if len(bad) > 1 else ""))
     if not items:
         raise MetaError(f"{meta_path}: no valid items" + (f" ({len(problems)} bad row(s))" if problems else
                                                            " (the file is empty)") + ": nothing to score")

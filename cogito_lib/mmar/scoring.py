@@ -45,21 +45,21 @@ def index_predictions(predictions: Iterable[Mapping] | Mapping[str, Mapping],
     if isinstance(predictions, Mapping):
         return dict(predictions), 0
     index: dict[str, Mapping] = {}
-    counts: dict[str, int] = {}
+    positions: dict[str, list[int]] = {}
     for number, record in enumerate(predictions, start=1):
         if not isinstance(record, Mapping) or "id" not in record:
             raise ValueError(f"prediction {number} is not an object with an 'id': {str(record)[:80]!r}")
         key = str(record["id"])
-        counts[key] = counts.get(key, 0) + 1
+        positions.setdefault(key, []).append(number)
         if key not in index or duplicates == "last":
             index[key] = record
-    repeated = {k: n for k, n in counts.items() if n > 1}
+    repeated = {k: n for k, n in positions.items() if len(n) > 1}
     if repeated and duplicates == "error":
-        shown = ", ".join(f"{k} ({n} times)" for k, n in list(repeated.items())[:5])
+        shown = ", ".join(f"{k} (records {', '.join(map(str, n))})" for k, n in list(repeated.items())[:5])
         raise DuplicatePredictions(f"{len(repeated)} prediction id(s) appear more than once: {shown}"
                                    f"{' ...' if len(repeated) > 5 else ''}; keep one line per id, or choose which "
                                    f"counts (duplicates='first' or 'last', --duplicates first|last)")
-    return index, sum(n - 1 for n in repeated.values())
+    return index, sum(len(n) - 1 for n in repeated.values())
 
 
 def is_parse_failure(record: Mapping) -> bool:
