@@ -574,7 +574,7 @@ def test_a_copied_run_dir_whose_base_model_was_deleted_never_uses_the_original(t
 
 
 # ------------------------------------------------------------------------------------------------ shareable files
-@pytest.mark.parametrize("umask, file_mode", [(0o022, 0o644), (0o027, 0o640)])
+@pytest.mark.parametrize("umask, file_mode", [(0o022, 0o644), (0o027, 0o640)], ids=["umask 022", "umask 027"])
 def test_run_files_are_readable_as_the_umask_allows(tmp_path, umask, file_mode):
     from cogito_lib.io import write_json
     from cogito_lib.mmar.jsonl import write_json as mmar_write_json
