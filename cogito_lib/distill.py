@@ -43,7 +43,8 @@ import numpy as np
 from .config import Profile
 from .io import from_portable, portable, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from .layout import BASE as BASE_STAGE
-from .layout import COLLECT, FILES, QA, TRAIN, VARIANTS, base_model_path, in_run, path, require, round_name
+from .layout import (COLLECT, FILES, QA, TRAIN, VARIANTS, base_model_path, in_run, path, require, round_name,
+                     stage_lock, writes_stage)
 from .mmar import item_prompt
 from .models.audio import AudioCache
 from .env import set_threads
@@ -327,6 +328,7 @@ def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, step
     return summary
 
 
+@writes_stage(STAGE)
 def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] | str | None = None, *,
                  later_rounds: bool = True, progress: bool = True) -> dict:
     """Build and train every requested variant (in turn, in this process) with equal compute; variants without
@@ -383,7 +385,15 @@ def load_logs(run_dir: str | Path, variants: Sequence[str] | None = None) -> dic
 def launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[str], *, processes: int = 2,
                     overrides: dict[str, Any] | None = None, log_dir: str | Path | None = None) -> dict[str, int]:
     """Train independent variants as separate processes with one torch thread each, `processes` at a time
-    (~1.3x the throughput of one process on 2 cores). Returns each variant's exit code."""
+    (~1.3x the throughput of one process on 2 cores). Returns each variant's exit code. The worker processes
+    write 06 under this process's lock (no other writer meanwhile)."""
+    with stage_lock(run_dir, STAGE, share=True):
+        return _launch_parallel(profile_name, run_dir, variants, processes=processes, overrides=overrides,
+                                log_dir=log_dir)
+
+
+def _launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[str], *, processes: int,
+                     overrides: dict[str, Any] | None, log_dir: str | Path | None) -> dict[str, int]:
     import json
 
     run_dir = Path(run_dir)
