@@ -125,12 +125,16 @@ def _audio_features(processor, family: ModelFamily, waveforms: list[np.ndarray])
 
 
 def encode_batch(processor, texts: Sequence[str], audios: Sequence[np.ndarray | None] | None = None,
-                 targets: Sequence[str] | None = None, padding_side: str = "left") -> dict:
+                 targets: Sequence[str] | None = None, padding_side: str = "left",
+                 features: Sequence[Any] | None = None) -> dict:
     """Tokenize `texts` (chat-template strings with one audio placeholder per clip) and extract audio features,
     in one batched pass, giving the same `input_ids`/`input_features` as the family's processor.
 
     With `targets`, each target (assistant text) is appended to its text and `labels` hold its tokens only
     (everything else is -100). Returns a dict of tensors ready for `model(**batch)` / `model.generate(**batch)`.
+    With `features` (the cached front-end output of each clip, `models.frontend`), no audio is read: each clip
+    gets as many placeholders as its features have rows, and the batch carries token ids only (the caller embeds
+    them with `FrontEnd.embed`).
     """
     import torch
 
@@ -138,12 +142,18 @@ def encode_batch(processor, texts: Sequence[str], audios: Sequence[np.ndarray | 
     tokenizer = processor.tokenizer
     audio_token = family.audio_token
     audio_id = tokenizer.convert_tokens_to_ids(audio_token)
-    audios = list(audios) if audios is not None else [None] * len(texts)
+    if features is not None:
+        audios = [f for f in features]
+        counts = [int(f.shape[0]) for f in features]
+        features_out: dict = {}
+    else:
+        audios = list(audios) if audios is not None else [None] * len(texts)
     if len(audios) != len(texts):
         raise ValueError(f"{len(texts)} texts but {len(audios)} audios")
-    waveforms = [load_audio(a) for a in audios if a is not None]
-    features = _audio_features(processor, family, waveforms) if waveforms else {}
-    counts = num_audio_tokens(family, features["feature_attention_mask"].sum(-1).numpy()) if waveforms else []
+    if features is None:
+        waveforms = [load_audio(a) for a in audios if a is not None]
+        features_out = _audio_features(processor, family, waveforms) if waveforms else {}
+        counts = num_audio_tokens(family, features_out["feature_attention_mask"].sum(-1).numpy()) if waveforms else []
 
     # split every text at its audio placeholders; tokenize all pieces in one call
     pieces: list[str] = []
@@ -188,7 +198,7 @@ def encode_batch(processor, texts: Sequence[str], audios: Sequence[np.ndarray | 
         attention_mask[i, sl] = 1
         if labels is not None:
             labels[i, sl] = torch.tensor(label_rows[i], dtype=torch.long)
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask, **features}
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, **features_out}
     if labels is not None:
         batch["labels"] = labels
     return batch
@@ -275,14 +285,30 @@ def _eos_ids(model, tokenizer) -> list[int]:
 
 def generate_texts(model, processor, prompts: Sequence[str], audios: Sequence[Any] | None = None,
                    sampling: SamplingConfig = SamplingConfig(), batch_size: int = 8, progress: bool = False,
+                   *, keys: Sequence[str] | None = None, frontend: Any = None, sort_by_length: bool = True,
                    ) -> list[list[str]]:
-    """Generate for each prompt (`num_samples` texts each), in left-padded batches. Returns texts per prompt."""
+    """Generate for each prompt (`num_samples` texts each), in left-padded batches of `batch_size` prompts.
+    Returns texts per prompt.
+
+    A model with a cacheable audio front-end (the miniature's Qwen2-Audio; `models.frontend`) decodes with
+    `models.decode`: features from `frontend` (one is made, memory only, when None), each prompt prefilled once
+    for its K samples, batches of `batch_size` x K rows (by prompt length when `sort_by_length`), finished rows
+    dropped. Each sample's randomness is keyed by (`sampling.seed`, its prompt's key in `keys` (default: its
+    index), its sample index), not by its batch. Other models (or `frontend=False`) use transformers' `generate`,
+    seeded per batch."""
     import torch
 
     tokenizer = processor.tokenizer
     audios = list(audios) if audios is not None else [None] * len(prompts)
     eos = _eos_ids(model, tokenizer)
     k = sampling.num_samples
+    if frontend is not False and audios and all(a is not None for a in audios):
+        from .frontend import make_frontend
+
+        frontend = frontend if frontend is not None else make_frontend(model, processor)
+        if frontend is not None:
+            return _decode_texts(model, processor, frontend, prompts, audios, sampling, batch_size, progress, eos,
+                                 keys, sort_by_length)
     gen_kwargs: dict[str, Any] = dict(max_new_tokens=sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                       eos_token_id=eos)
     if sampling.greedy:
@@ -316,6 +342,24 @@ def generate_texts(model, processor, prompts: Sequence[str], audios: Sequence[An
             chunk = texts[i * per_row:(i + 1) * per_row]
             results.append(chunk * k if sampling.greedy else chunk)
     return results
+
+
+def _decode_texts(model, processor, frontend, prompts, audios, sampling: SamplingConfig, batch_size: int,
+                  progress: bool, eos: list[int], keys, sort_by_length: bool) -> list[list[str]]:
+    from .decode import Row, Segment, decode
+
+    if sampling.stop and len(sampling.stop) > 1:
+        raise ValueError("decoding with a cached front-end takes one stop string per sample")
+    features = frontend.features([load_audio(a) for a in audios], progress=progress)
+    k = 1 if sampling.greedy else sampling.num_samples
+    keys = [str(key) for key in keys] if keys is not None else [str(i) for i in range(len(prompts))]
+    script = (Segment("", sampling.max_new_tokens, sampling.stop[0] if sampling.stop else None),)
+    rows = [Row(i, f"{sampling.seed}|{keys[i]}|{s}", script) for i in range(len(prompts)) for s in range(k)]
+    texts = decode(model, processor, frontend, prompts, features, rows, temperature=sampling.temperature,
+                   top_p=sampling.top_p, eos_ids=eos, max_rows=max(1, batch_size) * k,
+                   sort_by_length=sort_by_length, progress=progress)
+    per_prompt = [texts[i * k:(i + 1) * k] for i in range(len(prompts))]
+    return [chunk * sampling.num_samples if sampling.greedy else chunk for chunk in per_prompt]
 
 
 @dataclass
@@ -369,10 +413,11 @@ def split_outputs(texts: list[list[str]], require_think: bool = True) -> Generat
 
 def generate_reasoning(model, processor, prompts: Sequence[str], audios: Sequence[Any] | None = None,
                        sampling: SamplingConfig = SamplingConfig(), batch_size: int = 8, progress: bool = False,
-                       require_think: bool = True) -> GenerationReport:
-    """Generate, then split each output into thinking and answer_prediction; parse failures are counted."""
+                       require_think: bool = True, **decode_options: Any) -> GenerationReport:
+    """Generate, then split each output into thinking and answer_prediction; parse failures are counted.
+    `decode_options` (keys, frontend, sort_by_length) go to `generate_texts`."""
     started = time.perf_counter()
-    texts = generate_texts(model, processor, prompts, audios, sampling, batch_size, progress)
+    texts = generate_texts(model, processor, prompts, audios, sampling, batch_size, progress, **decode_options)
     report = split_outputs(texts, require_think=require_think)
     report.seconds = time.perf_counter() - started
     return report
@@ -413,10 +458,11 @@ def build_training_text(processor, prompt_text: str, reasoning: str | None, answ
 
 
 def encode_training_batch(processor, examples: Sequence[TrainingText], audios: Sequence[Any] | None = None,
-                          padding_side: str = "right") -> dict:
-    """Encode training sequences with labels on assistant tokens only (padding right by default)."""
+                          padding_side: str = "right", features: Sequence[Any] | None = None) -> dict:
+    """Encode training sequences with labels on assistant tokens only (padding right by default); with
+    `features` (cached front-end output per clip) instead of `audios`, token ids only (see `encode_batch`)."""
     return encode_batch(processor, [e.prompt for e in examples], audios, targets=[e.target for e in examples],
-                        padding_side=padding_side)
+                        padding_side=padding_side, features=features)
 
 
 def reasoning_token_span(tokenizer, input_ids: Iterable[int], reasoning: str) -> tuple[int, int] | None:
