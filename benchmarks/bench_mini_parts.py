@@ -36,77 +36,119 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # ------------------------------------------------------------------------------------------------ parts
-# (part, regex over one frame "function (file:line)"); a sample goes to the first part any of its frames matches
-PARTS = [
-    ("front-end encoding", r"feature_extraction_whisper|_audio_features|FrontEnd\._compute|_compute \(.*frontend\.py"
-                           r"|\(.*qwen2_audio/modeling_qwen2_audio\.py:\d+\).*|Qwen2AudioEncoder"),
-    ("I/O", r"read_jsonl|write_jsonl|scan_jsonl|iter_jsonl|write_json |read_json |atomic_write|JsonlJournal"
-            r"|save_pretrained|from_pretrained|soundfile|torch/serialization|safetensors|save_checkpoint"
-            r"|load_checkpoint|np\.load|npyio|_load \(.*frontend|_store \(.*frontend|encode_wav"),
-    ("training steps", r"train_sft|train/loop\.py"),
-    ("evaluation", r"evaluate/"),
-    ("generation", r"generate\.py|decode\.py|generation/utils\.py|backends\.py"),
-    ("world synthesis", r"world/|sources/"),
-    ("process start-up", r"_find_and_load|<frozen importlib|ipykernel_launcher|kernelapp|papermill|"
-                         r"jupyter_client|traitlets"),
+FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*):(?P<line>\d+)\)$")
+PARTS = ("front-end encoding", "I/O", "process start-up", "training steps", "evaluation", "generation",
+         "world synthesis", "notebook display", "other")
+# (notebook, regex over a stack's files and functions): which notebook a process ran, by the kit code it ran
+NOTEBOOK_OF = [
+    ("07", r"cogito_lib/evaluate/|mmar_synth\.py"),
+    ("06", r"cogito_lib/distill\.py|cogito_lib/train/__main__\.py"),
+    ("05", r"cogito_lib/pipe/audit\.py"),
+    ("04", r"cogito_lib/pipe/think\.py"),
+    ("03", r"cogito_lib/pipe/annotate\.py"),
+    ("01", r"cogito_lib/base_model\.py"),
+    ("02", r"cogito_lib/pipe/collect\.py|cogito_lib/world/collect\.py"),
+    ("00", r"cogito_lib/checks\.py|cogito_lib/env\.py"),
 ]
-# the audio tower only counts as front-end inside its own forward (not the decoder's forward in the same file)
-TOWER = re.compile(r"\((?:.*/)?modeling_qwen2_audio\.py:(\d+)\)")
-NOTEBOOK_OF = [  # (notebook, regex of a kit function on the stack)
-    ("07", r"evaluate/|load_benchmark|build_mmar_synth"),
-    ("06", r"run_variants|next_round|train_variant|launch_parallel|cogito_lib/train/__main__"),
-    ("05", r"pipe/audit\.py"),
-    ("04", r"pipe/think\.py"),
-    ("03", r"pipe/annotate\.py"),
-    ("02", r"pipe/collect\.py|collect_world|world/collect\.py.*collect \("),
-    ("01", r"base_model\.py"),
-]
+
+
+def _tower_spans() -> list[tuple[int, int]]:
+    """Line spans of the audio tower's classes in transformers' Qwen2-Audio file (the decoder lives elsewhere)."""
+    import inspect
+
+    from transformers.models.qwen2_audio import modeling_qwen2_audio as m
+
+    spans = []
+    for cls in (m.Qwen2AudioEncoder, m.Qwen2AudioEncoderLayer, m.Qwen2AudioAttention):
+        lines, start = inspect.getsourcelines(cls)
+        spans.append((start, start + len(lines)))
+    return spans
+
+
+# a thread whose innermost frame is one of these is waiting, not working (py-spy samples idle threads too)
+IDLE_LEAVES = re.compile(r"^(?:.*\.)?(?:select|poll|_poll|wait|_wait_for_tstate_lock|acquire|_recv|recv|"
+                         r"recv_multipart|_recv_bytes|accept|readline|read|_watch_pipe_fd|run_forever|_run_once|"
+                         r"launch_parallel|_handle_workers|_handle_results|_handle_tasks|main)$")
 
 
 def parse_stacks(path: str | Path):
-    """(frames, count) per line of a py-spy raw (collapsed) profile."""
+    """(process, [(function, file, line)], count) per line of a py-spy raw profile (`--subprocesses`): the process
+    is the innermost `process N:...` frame; only main threads doing work are kept (a background thread's stack
+    starts in `threading`; a stack ending in a wait is idle)."""
     for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
-        if stack and count.isdigit():
-            yield stack.split(";"), int(count)
-
-
-def classify(frames: list[str]) -> str:
-    text = ";".join(frames)
-    for part, pattern in PARTS:
-        if part == "front-end encoding":
-            if re.search(r"feature_extraction_whisper|_audio_features|frontend\.py.*_compute|_compute.*frontend",
-                         text) or _in_tower(frames):
-                return part
+        if not stack or not count.isdigit():
             continue
-        if re.search(pattern, text):
-            return part
+        parts = stack.split(";")
+        chain = [i for i, part in enumerate(parts) if part.startswith("process ")]
+        last = chain[-1] if chain else -1
+        # a notebook's kernel and everything it starts (world workers, training processes) count as one
+        kernels = [parts[i] for i in chain if "ipykernel" in parts[i]]
+        process = (kernels[0] if kernels else parts[last] if chain else "process ?").split(":", 1)[0]
+        frames = []
+        for part in parts[last + 1:]:
+            match = FRAME.match(part)
+            frames.append((match["func"], match["file"], int(match["line"])) if match else (part, "", 0))
+        if not frames or any(f.endswith("_bootstrap") and file.endswith("threading.py") for f, file, _ in frames):
+            continue
+        if IDLE_LEAVES.match(frames[-1][0]) and not frames[-1][1].startswith("/work") and "cogito_lib" not in frames[-1][1]:
+            continue
+        if frames[-1][0].endswith("launch_parallel"):
+            continue  # notebook 06 waiting for its training processes
+        yield process, frames, int(count)
+
+
+def classify(frames, tower_spans) -> str:
+    """The part one sample belongs to (the first that any of its frames matches, in the order of PARTS)."""
+    def any_frame(test):
+        return any(test(func, file, line) for func, file, line in frames)
+
+    if any_frame(lambda f, p, n: p.endswith(("feature_extraction_whisper.py", "audio_utils.py"))
+                 or (p.endswith("modeling_qwen2_audio.py") and any(a <= n < b for a, b in tower_spans))
+                 or (f.endswith("_compute") and p.endswith("frontend.py"))):
+        return "front-end encoding"
+    if any_frame(lambda f, p, n: p.endswith(("cogito_lib/io.py", "soundfile.py", "torch/serialization.py",
+                                             "npyio.py", "_npyio_impl.py", "numpy/lib/format.py",
+                                             "_format_impl.py"))
+                 or "safetensors" in p or f.endswith(("save_pretrained", "from_pretrained"))
+                 or (p.endswith("frontend.py") and f.endswith(("_load", "_store")))):
+        return "I/O"
+    if any_frame(lambda f, p, n: "importlib._bootstrap" in p or f.endswith("start_new_kernel")):
+        return "process start-up"
+    if any_frame(lambda f, p, n: p.endswith("cogito_lib/train/loop.py")):
+        return "training steps"
+    if any_frame(lambda f, p, n: "cogito_lib/evaluate/" in p):
+        return "evaluation"
+    if any_frame(lambda f, p, n: p.endswith(("models/generate.py", "models/decode.py", "models/backends.py",
+                                             "generation/utils.py"))):
+        return "generation"
+    if any_frame(lambda f, p, n: "cogito_lib/world/" in p or "cogito_lib/sources/" in p):
+        return "world synthesis"
+    if any_frame(lambda f, p, n: "/matplotlib/" in p or "/seaborn/" in p or "/pandas/" in p
+                 or p.endswith(("cogito_lib/plots.py", "cogito_lib/widgets.py"))):
+        return "notebook display"
     return "other"
 
 
-def _in_tower(frames: list[str]) -> bool:
-    # Qwen2AudioEncoder.forward / its layers: functions of modeling_qwen2_audio.py called from the audio tower
-    return any("Qwen2AudioEncoder" in f or (TOWER.search(f) and f.split(" ", 1)[0] in ("forward",) and
-                                              "audio_tower" in ";".join(frames)) for f in frames)
-
-
-def notebook_of(frames: list[str]) -> str:
-    text = ";".join(frames)
-    for notebook, pattern in NOTEBOOK_OF:
-        if re.search(pattern, text):
-            return notebook
-    return "-"
-
-
 def parts_table(stacks: str | Path, run_dir: str | Path | None = None) -> dict:
-    totals, by_notebook = Counter(), defaultdict(Counter)
-    for frames, count in parse_stacks(stacks):
-        part = classify(frames)
+    spans = _tower_spans()
+    totals, per_process, process_votes = Counter(), defaultdict(Counter), defaultdict(Counter)
+    for process, frames, count in parse_stacks(stacks):
+        part = classify(frames, spans)
         totals[part] += count
-        by_notebook[notebook_of(frames)][part] += count
+        per_process[process][part] += count
+        text = ";".join(f"{file}" for _, file, _ in frames)
+        for notebook, pattern in NOTEBOOK_OF:
+            if re.search(pattern, text):
+                process_votes[process][notebook] += count
+                break
+    by_notebook = defaultdict(Counter)
+    for process, parts in per_process.items():
+        notebook = process_votes[process].most_common(1)[0][0] if process_votes[process] else "runner"
+        by_notebook[notebook].update(parts)
     samples = sum(totals.values())
-    out = {"samples": samples, "fraction": {p: round(c / samples, 4) for p, c in totals.most_common()},
-           "fraction_by_notebook": {nb: {p: round(c / samples, 4) for p, c in parts.most_common()}
+    out = {"samples": samples, "fraction": {p: round(totals[p] / samples, 4) for p in PARTS if totals[p]},
+           "fraction_by_notebook": {nb: {p: round(parts[p] / samples, 4) for p in PARTS if parts[p]}
                                     for nb, parts in sorted(by_notebook.items())}}
     if run_dir:
         metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
@@ -117,11 +159,15 @@ def parts_table(stacks: str | Path, run_dir: str | Path | None = None) -> dict:
 
 
 def print_parts(table: dict) -> None:
-    print(f"{table['samples']} samples")
-    print("| part | share of the run |")
-    print("|---|---|")
+    notebooks = sorted(table["fraction_by_notebook"])
+    print(f"{table['samples']} samples; share of all samples of the run, by part and by notebook\n")
+    print("| part | run | " + " | ".join(notebooks) + " |")
+    print("|---|---|" + "---|" * len(notebooks))
     for part, share in table["fraction"].items():
-        print(f"| {part} | {100 * share:.1f}% |")
+        cells = [f"{100 * table['fraction_by_notebook'][nb].get(part, 0):.1f}" for nb in notebooks]
+        print(f"| {part} | {100 * share:.1f}% | " + " | ".join(cells) + " |")
+    totals = [f"{100 * sum(table['fraction_by_notebook'][nb].values()):.1f}" for nb in notebooks]
+    print("| all | 100% | " + " | ".join(totals) + " |")
     if "notebook_wall_s" in table:
         print("\n| notebook | wall s |\n|---|---|")
         for nb, wall in sorted(table["notebook_wall_s"].items()):
@@ -183,7 +229,8 @@ def _time(fn):
     return result, time.perf_counter() - started, time.process_time() - cpu
 
 
-def limits(run_dir: Path, threads: int, repeats: int, steps: int, questions: int) -> dict:
+def limits(run_dir: Path, threads: int, repeats: int, steps: int, questions: int, base: str | None = None,
+           variant: str = "no_audit") -> dict:
     import copy
 
     import numpy as np
@@ -202,7 +249,7 @@ def limits(run_dir: Path, threads: int, repeats: int, steps: int, questions: int
 
     torch.set_num_threads(threads)
     profile = load_profile("mini")
-    base = base_model_path(profile, run_dir)
+    base = base or base_model_path(profile, run_dir)
     model, processor = load_model(base)
     config = model.config
     dec = decoder_flops(config)
@@ -212,8 +259,8 @@ def limits(run_dir: Path, threads: int, repeats: int, steps: int, questions: int
     report: dict = {"threads": threads, "tower_gflop_per_clip": round(tower / 1e9, 3),
                     "decoder_mflop_per_token": round(dec["linear_per_token"] / 1e6, 3)}
 
-    # --- training: notebook 06's no_audit set (the longest sequences), LoRA as 06 trains it
-    examples = build_training_sets(profile, run_dir, ["no_audit"])["no_audit"].examples
+    # --- training: a set of notebook 06 (no_audit: every thinker sample, the longest), LoRA as 06 trains it
+    examples = build_training_sets(profile, run_dir, [variant])[variant].examples
     texts = [build_training_text(processor, e.prompt_text, e.reasoning, e.answer) for e in examples[:256]]
     waves = [audio(e.audio_path) for e in examples[:256]]
     fe = FrontEnd(model, processor)
@@ -305,13 +352,16 @@ def main(argv=None) -> None:
     q.add_argument("--repeats", type=int, default=2, help="interleaved old/new measurements")
     q.add_argument("--steps", type=int, default=6, help="training steps per measurement")
     q.add_argument("--questions", type=int, default=16, help="thinker questions per measurement")
+    q.add_argument("--base", default=None, help="the base model folder (default: the run dir's, notebook 01)")
+    q.add_argument("--variant", default="no_audit", help="whose training set to time")
     q.add_argument("--out", default=None, help="also write the figures as JSON")
     args = parser.parse_args(argv)
     if args.mode == "parts":
         table = parts_table(args.stacks, args.run_dir)
         print_parts(table)
     else:
-        table = limits(Path(args.run_dir), args.threads, args.repeats, args.steps, args.questions)
+        table = limits(Path(args.run_dir), args.threads, args.repeats, args.steps, args.questions, args.base,
+                       args.variant)
         print(json.dumps(table, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")

@@ -271,7 +271,7 @@ def decode(model, processor, frontend, prompts: Sequence[str], features: Sequenc
     of at most `max_rows` rows (by prompt length when `sort_by_length`, else in order)."""
     import torch
 
-    from .generate import encode_batch
+    from .encoding import encode_batch
 
     tokenizer = processor.tokenizer
     eos = set(int(e) for e in eos_ids)

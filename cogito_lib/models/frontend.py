@@ -177,7 +177,7 @@ class FrontEnd:
         import torch
         from transformers.masking_utils import create_bidirectional_mask
 
-        from .generate import _audio_features, processor_family
+        from .encoding import _audio_features, processor_family
 
         family = processor_family(self.processor)
         items = list(missing.items())
