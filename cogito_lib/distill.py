@@ -410,10 +410,11 @@ def launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Seque
             name = pending.pop(0)
             cmd = [sys.executable, "-m", "cogito_lib.train", "--profile", name_of, "--run-dir", str(run_dir),
                    "--variant", name, "--threads", "1", "--no-progress"]
-            if name != "self_distill":
-                cmd.append("--first-round-only")
             for item in sets:
                 cmd += ["--set", item]
+            cmd += ["--set", "base.threads=1"]  # the rounds' sampling too: one thread per process
+            if name != "self_distill":
+                cmd.append("--first-round-only")
             out = open(log_dir / f"{name}.log", "w")
             running[name] = (subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env), out)
         for name, (proc, out) in list(running.items()):
