@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import check_clip
-from .generate import load_audio
+from .encoding import load_audio
 
 
 class AudioCache:
