@@ -200,3 +200,13 @@ def test_notebook_setup_reads_config_and_prints_the_resolved_configuration(tmp_p
     assert "with 2 value(s) changed" in out and "[think]\n    num_samples = 3\n    temperature = 0.5" in out
     with pytest.raises(ConfigError, match=r"run.toml: think.num_samples must be int"):
         setup_stage("tiny", str(tmp_path), "04-x", config=str(_write(config, '[think]\nnum_samples = "3"\n')))
+
+
+def test_profile_changes_rebuild_the_profile_in_another_process():
+    from cogito_lib.config import profile_changes
+
+    changed = load_profile("mini", {"train.seed": 10000, "base.world_seed": 11001, "train.variants": ["answer_only"]})
+    overrides = profile_changes(changed)
+    assert overrides == {"train.seed": 10000, "base.world_seed": 11001, "train.variants": ("answer_only",)}
+    assert load_profile("mini", overrides) == changed
+    assert profile_changes(load_profile("tiny")) == {}

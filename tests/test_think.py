@@ -122,8 +122,11 @@ def test_a_served_thinker_needs_a_server_for_its_model(run_dir, tmp_path):
     with pytest.raises(BackendError, match="serve.launch is empty"):
         with think_module.thinker_session(served, str(tmp_path / "round2-thinker"), tmp_path):
             pass
-    assert think_module.chunk_questions(load_profile("tiny", {"models.backend": "vllm", "serve.concurrency": 50,
-                                                              "serve.base_urls": ["http://a:1/v1", "http://b:1/v1"]})) == 100
+    # a chunk fills every request slot of the servers (2 x 100), and is never smaller than CHUNK_QUESTIONS
+    assert think_module.chunk_questions(load_profile("tiny", {"models.backend": "vllm", "serve.concurrency": 100,
+                                                              "serve.base_urls": ["http://a:1/v1", "http://b:1/v1"]})) == 200
+    assert think_module.chunk_questions(load_profile("tiny", {"models.backend": "vllm", "serve.concurrency": 2,
+                                                              "serve.base_urls": ["http://a:1/v1"]})) == think_module.CHUNK_QUESTIONS
 
 
 def test_missing_inputs_name_the_notebook_to_run(tmp_path):

@@ -108,7 +108,10 @@ def role_backend(profile: Profile, role: str, *, model: str | None = None, urls:
         return make_backend("hf", model, **kwargs)
     serve = profile.serve
     urls = list(urls if urls is not None else role_urls(profile, role))
-    common = dict(cache_dir=cache_dir, timeout=serve.timeout_s, cache_scope=model)
+    # a vLLM server's reply may be K samples of a long reasoning (serve.timeout_s); an API's is one short reply
+    # (llm.timeout_s); both retry a failed request as llm.* says
+    common = dict(cache_dir=cache_dir, timeout=serve.timeout_s if kind == "vllm" else profile.llm.timeout_s,
+                  max_retries=profile.llm.retries, backoff_max=profile.llm.backoff_max_s, cache_scope=model)
     if kind == "openai":
         clients = [OpenAIChatClient(model, url, api_key_env=serve.api_key_env, **common) for url in (urls or [None])]
     else:

@@ -10,7 +10,8 @@ from typing import Any, Sequence
 
 from ..config import ConfigError, resolve_config, resolve_run_dir
 from ..distill import run_variants
-from ..layout import VARIANTS
+from ..io import DEBUG_HELP, LOCK_WAIT_ENV, cli_main
+from ..layout import VARIANTS, MissingInput
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,14 +31,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--first-round-only", action="store_true",
                         help="leave later self-distillation rounds (train.rounds > 1) to a later call")
+    parser.add_argument("--wait", action="store_true",
+                        help="wait while another process writes 06 of the run dir (default: stop)")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
+    if args.wait:
+        os.environ[LOCK_WAIT_ENV] = "1"
+    return cli_main(lambda: _train(args), debug=args.debug, usage_errors=(ConfigError, MissingInput))
+
+
+def _train(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"train.max_steps": args.max_steps, "train.learning_rate": args.learning_rate,
                                "train.threads": args.threads}
-    try:
-        run_config, profile = resolve_config(args.profile, args.config, args.set, overrides=options)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    run_config, profile = resolve_config(args.profile, args.config, args.set, overrides=options)
     stats = run_variants(profile, resolve_run_dir(profile, args.run_dir or run_config.run_dir), args.variant,
                          later_rounds=not args.first_round_only, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
