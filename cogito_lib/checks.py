@@ -184,7 +184,10 @@ def check_mmar(profile: Profile) -> list[Check]:
 
     check = check_dataset_root("mmar", profile.datasets.mmar)
     if not check.ok:
-        return [check]
+        where = profile.datasets.mmar or "/data/MMAR"
+        return [Check(check.name, False, f"{check.message}; put MMAR-meta.jsonl (https://github.com/ddlBoJack/MMAR) "
+                                         f"and the audio (`hf download BoJack/MMAR --repo-type dataset --local-dir "
+                                         f"{where}`) in that folder")]
     meta_path = Path(profile.datasets.mmar) / "MMAR-meta.jsonl"
     if not meta_path.is_file():
         return [Check("dataset mmar", False, f"{meta_path} not found: download MMAR-meta.jsonl from "

@@ -31,6 +31,8 @@ def test_environment_yml_pins_the_same_packages_as_pyproject():
 def test_gpu_extras_exist_and_vllm_is_not_one():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert "deepspeed" in extras
+    # every extra is pinned, so that what was checked to resolve beside the kit's pins is what installs
+    assert all("==" in dep for deps in extras.values() for dep in deps), extras
     # vLLM cannot install beside the kit's torch/transformers pins: it lives in envs/vllm and is reached over HTTP
     assert "vllm" not in extras and not any("vllm" in dep for deps in extras.values() for dep in deps)
 
