@@ -101,7 +101,8 @@ def pretrain_base(profile: Profile, run_dir: str | Path, *, progress: bool = Tru
     log_path.unlink(missing_ok=True)  # a killed run restarts its (short) training from scratch
     cfg = LoopConfig(steps=b.steps, batch_size=b.batch_size, learning_rate=b.learning_rate,
                      warmup_steps=b.warmup_steps, audio_lr_scale=b.audio_lr_scale, seed=b.world_seed)
-    logs = train_sft(model, processor, examples, cfg, audio=AudioCache(), log_path=log_path, progress=progress)
+    logs = train_sft(model, processor, examples, cfg, audio=AudioCache(), log_path=log_path, progress=progress,
+                     desc="pretrain base")
     save_model(model, processor, model_dir / "model", merge=False)
     shutil.rmtree(init_dir)
     info = {

@@ -626,7 +626,7 @@ def annotate(profile: Profile, run_dir: str | Path, *, tiers: Sequence[str] = DE
     `tiers` are the question tiers asked (default composite only), `fallback` what to do with a clip no requested
     skill fits ("skip" or "atomic"), `seed` the annotator's seed (default profile.collect.seed); `annotator`
     replaces the profile's one (tests, a custom backend). Resumable and crash-tolerant (module docstring)."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -669,7 +669,7 @@ def annotate(profile: Profile, run_dir: str | Path, *, tiers: Sequence[str] = DE
 
     made_now = 0
     with JsonlJournal(stage_dir / JOURNAL) as journal, \
-            tqdm(total=len(clips), initial=resumed + len(transient), desc="annotate", unit="clip",
+            progress_bar(total=len(clips), initial=resumed + len(transient), desc="annotate", unit="clip",
                  disable=not progress, file=sys.stderr) as bar:
         for offset in range(0, len(todo), max(1, annotator.batch_size)):
             batch, ready = todo[offset:offset + max(1, annotator.batch_size)], []
@@ -815,27 +815,6 @@ def _save(figure, save_as):
         save_as.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(save_as, dpi=120, format="png")
     return figure
-
-
-def question_examples(questions: Sequence[dict], run_dir: str | Path, n: int = 4):
-    """A VBox of a few questions, each with its clip's audio player, choices, label and tier (no reasoning)."""
-    import html
-
-    import ipywidgets as widgets
-
-    boxes = []
-    for q in list(questions)[:n]:
-        wav = Path(run_dir) / q["audio_path"]
-        player = (widgets.Audio(value=wav.read_bytes(), format="wav", autoplay=False) if wav.is_file()
-                  else widgets.HTML(f'<p style="color:#b00020">audio file missing: {html.escape(str(wav))}</p>'))
-        header = (f"<b>{html.escape(q['question'])}</b><br>choices: {html.escape(' | '.join(q['choices']))} · "
-                  f"label: <b>{html.escape(q['answer'])}</b><br><small>{html.escape(q['clip_id'])} · "
-                  f"{html.escape(q['modality'])} · {html.escape(q['category'])} / {html.escape(q['sub-category'])}"
-                  f" · {q['tier']} · skill {html.escape(str(q['skill']))}"
-                  f" · seeds {html.escape(', '.join(q['seed_ids']))}"
-                  "</small>")
-        boxes.append(widgets.VBox([widgets.HTML(header), player]))
-    return widgets.VBox(boxes or [widgets.HTML("<p>no questions to show</p>")])
 
 
 def rejections_table(rejections: Sequence[dict]):
