@@ -43,10 +43,12 @@ import numpy as np
 from .config import Profile
 from .io import from_portable, portable, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from .layout import BASE as BASE_STAGE
-from .layout import COLLECT, FILES, QA, TRAIN, VARIANTS, base_model_path, in_run, path, require, round_name
+from .layout import (COLLECT, FILES, QA, TRAIN, VARIANTS, base_model_path, in_run, link_stages, path, require,
+                     round_name)
 from .mmar import item_prompt
 from .models.audio import AudioCache
 from .env import set_threads
+from .progress import LOG_ENV as PROGRESS_LOG_ENV
 from .train import LoopConfig, SFTExample, prepare_lora, save_adapter, summarise_log, train_sft
 from .world.skills import reasoning_text
 
@@ -309,7 +311,8 @@ def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, step
     resumed = (out_dir / "checkpoint.pt").exists()
     started = time.perf_counter()
     logs = train_sft(model, processor, tset.examples, cfg, audio=AudioCache(), log_path=out_dir / "train_log.jsonl",
-                     progress=progress, checkpoint_dir=out_dir, checkpoint_every=t.checkpoint_every)
+                     progress=progress, checkpoint_dir=out_dir, checkpoint_every=t.checkpoint_every,
+                     desc=f"train {Path(out_dir).name}")
     base_in_run = portable(str(base), run_dir)
     summary = {"variant": tset.variant, "status": "trained", "fingerprint": key, "base": str(base),
                "base_in_run": base_in_run if base_in_run.startswith("<run>") else None, "steps": steps,
@@ -396,7 +399,9 @@ def launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[s
         while pending and len(running) < max(1, processes):
             name = pending.pop(0)
             cmd = [sys.executable, "-m", "cogito_lib.train", "--profile", profile_name, "--run-dir", str(run_dir),
-                   "--variant", name, "--threads", "1", "--no-progress", "--first-round-only"]
+                   "--variant", name, "--threads", "1", "--first-round-only"]
+            if not os.environ.get(PROGRESS_LOG_ENV):  # bars only when the runner's progress log takes their lines
+                cmd.append("--no-progress")
             for item in sets:
                 cmd += ["--set", item]
             out = open(log_dir / f"{name}.log", "w")
@@ -419,16 +424,7 @@ def round_run_dir(run_dir: str | Path, round_index: int) -> Path:
     """A run dir for round `round_index`'s stages 3-4: it links the real 01-03 folders and holds its own 04/05.
     The links are relative, so a run dir that is moved or copied (with its symlinks) keeps pointing at itself."""
     run_dir = Path(run_dir).resolve()
-    shadow = run_dir / STAGE / f"round{round_index}" / "run"
-    shadow.mkdir(parents=True, exist_ok=True)
-    for name in ROUND_LINKED:
-        link = shadow / name
-        target = Path(os.path.relpath(run_dir / name, shadow))
-        if link.is_symlink() and Path(os.readlink(link)) != target:
-            link.unlink()  # an absolute or dangling link from an older layout
-        if not os.path.lexists(link) and (run_dir / name).exists():
-            link.symlink_to(target, target_is_directory=True)
-    return shadow
+    return link_stages(run_dir, run_dir / STAGE / f"round{round_index}" / "run", ROUND_LINKED)
 
 
 def _round1_steps(profile: Profile, run_dir: Path) -> int:
