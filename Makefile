@@ -12,7 +12,8 @@ SYSTEM_PACKAGES := espeak-ng
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cogito-installed
 
-.PHONY: reproduce headline test test-unit test-notebooks lab plan venv system-deps clean distclean help
+.PHONY: reproduce headline test test-unit test-notebooks nbval nbval-refs solutions html lab plan venv system-deps \
+        clean distclean help
 .DEFAULT_GOAL := help
 
 help:
@@ -20,7 +21,11 @@ help:
 	@echo "make headline [PROFILE=mini] [SEEDS='0 1 2']  the whole loop once per seed, then one table (runs/<profile>-headline/)"
 	@echo "make test            unit tests + notebooks under the tiny profile"
 	@echo "make plan [PROFILE=paper]   what would run and what is missing, without running"
-	@echo "make lab             JupyterLab on the kit's kernel ('cogito')"
+	@echo "make lab             JupyterLab at the repository root on the kit's kernel ('cogito'); opens START-HERE.ipynb"
+	@echo "make html [RUN_DIR=runs/mini]   the run's executed notebooks as a static site that works offline"
+	@echo "make solutions [PROFILE=mini] [RUN_DIR=runs/mini]   run the exercise solutions against an executed run"
+	@echo "make nbval           the teaching notebooks under tiny, outputs compared with tests/nbval/ (nbval)"
+	@echo "make nbval-refs      regenerate the reference outputs in tests/nbval/ from a fresh tiny run"
 	@echo "make clean           remove runs/ and caches (keeps .venv);  make distclean also removes .venv"
 
 # System packages: the world speaks through a real TTS engine.
@@ -69,8 +74,23 @@ test-unit: venv
 test-notebooks: venv
 	$(PY) -m pytest -m notebooks
 
+# The nbval tier alone: every teaching notebook executed under tiny, outputs compared with tests/nbval/.
+nbval: venv
+	$(PY) -m pytest tests/nbval
+
+nbval-refs: venv
+	$(PY) scripts/nbval_refs.py
+
+solutions: venv
+	$(PY) -m cogito_lib.solutions --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(ONLY),--only $(ONLY))
+
+html: venv
+	$(PY) -m cogito_lib.site $(or $(RUN_DIR),runs/$(PROFILE))
+
+# Rooted at the repository so that runs/ (the executed notebooks) and notebooks/ are both in reach.
 lab: venv
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --MappingKernelManager.default_kernel_name=cogito
+	$(VENV)/bin/jupyter lab --notebook-dir=. --LabApp.default_url=/lab/tree/START-HERE.ipynb \
+	  --MappingKernelManager.default_kernel_name=cogito
 
 clean:
 	rm -rf runs .pytest_cache
