@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 from . import layout
 from .config import REPO_ROOT, Profile, load_profile, resolve_run_dir
+from .progress import quiet_library_bars
 
 KEEP = (-1, "", None)  # a notebook parameter with one of these values keeps the profile's value
 SEED_STRIDE = 10_000  # replicate seed S moves a stage's seeds by S * SEED_STRIDE (clear of every profile seed)
@@ -103,6 +104,7 @@ def setup_stage(profile_name: str, run_dir: str | None, stage: str,
     `seed` (the notebook's `SEED`, a replicate number) moves each profile seed named in `seed_keys` with
     `replicate_seed`, so that 3 seeds are 3 independent replicates of the stage. An empty `run_dir` is a
     session's own folder (see the module docstring)."""
+    quiet_library_bars()
     kept = {key: value for key, value in (overrides or {}).items() if not _keeps_profile_value(value)}
     profile = load_profile(profile_name, kept)
     if seed_keys and not _keeps_profile_value(seed):

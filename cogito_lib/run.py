@@ -236,6 +236,17 @@ def headless_kernel(out=None) -> Iterator[None]:
         Path(log_path).unlink(missing_ok=True)
 
 
+def keep_executed(partial: Path, output: Path) -> None:
+    """Put the executed notebook papermill wrote (cell by cell, to `partial`) in place, whole: a copy cut short by
+    a full disk is dropped, so the previous executed notebook, if any, stays as it was."""
+    try:
+        json.loads(partial.read_text(encoding="utf-8"))
+        os.replace(partial, output)
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError):
+            partial.unlink()
+
+
 def kernel_config():
     """The kernel manager's settings: CurveZMQ encryption of the kernel's sockets when pyzmq and the kernel
     support it (the kernel then has no reason to warn that it runs over TCP in plain text)."""
@@ -258,13 +269,16 @@ def run_notebook(notebook: Path, run_dir: Path, parameters: dict, *, kernel: str
     import papermill as pm
 
     output = run_dir / notebook.name
+    partial = run_dir / f".{notebook.stem}.partial.ipynb"
     start = time.perf_counter()
     try:
         with headless_kernel():
-            pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel,
+            pm.execute_notebook(str(notebook), str(partial), parameters=parameters, kernel_name=kernel,
                                 cwd=str(notebook.parent), progress_bar=progress, log_output=False,
                                 config=kernel_config())
+        keep_executed(partial, output)
     except Exception as err:  # PapermillExecutionError, NoSuchKernel, OSError, ...
+        keep_executed(partial, output)
         wall_s = time.perf_counter() - start
         with contextlib.suppress(OSError):  # a full or read-only disk: the message below says so
             merge_run_metrics(run_dir, "notebooks", notebook.stem,

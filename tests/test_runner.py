@@ -196,3 +196,14 @@ def test_headless_kernel_relays_progress_lines_and_restores_the_environment(caps
     assert lines[-1].strip().startswith("sample: 40/40 chunk (100%) done in ") and len(lines) == 2
     assert {k: os.environ.get(k) for k in (HEADLESS_ENV, LOG_ENV)} == before
     assert capsys.readouterr().err == ""  # nothing on the terminal besides the relayed lines
+
+
+def test_an_executed_notebook_cut_short_never_replaces_the_previous_one(tmp_path):
+    output, partial = tmp_path / "04-x.ipynb", tmp_path / ".04-x.partial.ipynb"
+    output.write_text('{"cells": ["the previous run"]}')
+    partial.write_text('{"cells": ["cut sh')  # what papermill leaves when the disk fills mid-write
+    runner.keep_executed(partial, output)
+    assert output.read_text() == '{"cells": ["the previous run"]}' and not partial.exists()
+    partial.write_text('{"cells": ["this run"]}')
+    runner.keep_executed(partial, output)
+    assert json.loads(output.read_text()) == {"cells": ["this run"]} and not partial.exists()
