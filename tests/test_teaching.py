@@ -156,3 +156,12 @@ def test_a_run_renders_to_a_static_site_that_works_offline(tiny_run, tmp_path):
     tour = (tmp_path / "site" / "00-setup-and-tour.html").read_text()
     assert tour.count('src="data:audio/wav;base64,') == 7 and 'src="data:image/svg+xml;base64,' in tour
     assert (tmp_path / "site" / "02-data-collection.html").read_text().count('src="data:image/png;base64,') >= 5
+
+
+def test_start_here_points_at_every_notebook_its_solutions_and_the_executed_run():
+    text = _source(_cells(ROOT / "START-HERE.ipynb")[0])
+    for path in STAGES:
+        assert f"](notebooks/{path.name})" in text and f"](runs/mini/{path.name})" in text
+        assert f"](notebooks/solutions/{path.stem}-solutions.ipynb)" in text
+    linked = re.findall(r"\]\((notebooks/[^)]+)\)", text)
+    assert linked and all((ROOT / link).exists() for link in linked)
