@@ -134,6 +134,15 @@ class ProgressBar(tqdm):
         self._log(final=True)
 
 
+def quiet_library_bars() -> None:
+    """Turn off the progress bars transformers draws while loading weights, in a notebook kernel or a headless run:
+    there they would be saved as a widget stuck at 0% (`Loading weights: 0%`). A terminal keeps them."""
+    if in_kernel() or os.environ.get(LOG_ENV):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def progress_bar(iterable: Iterable | None = None, *, desc: str = "", total: int | None = None, unit: str = "it",
                  initial: int = 0, disable: bool = False, **kwargs: Any) -> ProgressBar:
     """A progress bar for a long loop (a `tqdm`; use it as an iterable wrapper or with `update()`)."""
