@@ -236,6 +236,17 @@ def headless_kernel(out=None) -> Iterator[None]:
         Path(log_path).unlink(missing_ok=True)
 
 
+def children_cpu_s() -> float | None:
+    """CPU seconds used so far by this process's finished children (each notebook's kernel and the processes it
+    started), or None where the platform does not say."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def keep_executed(partial: Path, output: Path) -> None:
     """Put the executed notebook papermill wrote (cell by cell, to `partial`) in place, whole: a copy cut short by
     a full disk is dropped, so the previous executed notebook, if any, stays as it was."""
@@ -270,7 +281,7 @@ def run_notebook(notebook: Path, run_dir: Path, parameters: dict, *, kernel: str
 
     output = run_dir / notebook.name
     partial = run_dir / f".{notebook.stem}.partial.ipynb"
-    start = time.perf_counter()
+    start, cpu_before = time.perf_counter(), children_cpu_s()
     try:
         with headless_kernel():
             pm.execute_notebook(str(notebook), str(partial), parameters=parameters, kernel_name=kernel,
@@ -291,8 +302,12 @@ def run_notebook(notebook: Path, run_dir: Path, parameters: dict, *, kernel: str
             raise RunError(f"{notebook.name}: {problem}") from err
         raise RunError(_failure_message(notebook, output, err)) from err
     wall_s = time.perf_counter() - start
-    merge_run_metrics(run_dir, "notebooks", notebook.stem,
-                      {"status": "ok", "wall_s": round(wall_s, 2), "executed": output.name}, replace=True)
+    cpu_after = children_cpu_s()
+    timing = {"wall_s": round(wall_s, 2)}
+    if cpu_before is not None and cpu_after is not None:
+        timing["cpu_s"] = round(cpu_after - cpu_before, 2)  # the kernel's CPU time: what a busy machine does not inflate
+    merge_run_metrics(run_dir, "notebooks", notebook.stem, {"status": "ok", **timing, "executed": output.name},
+                      replace=True)
     return NotebookResult(notebook.stem, wall_s, output)
 
 

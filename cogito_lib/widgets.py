@@ -54,20 +54,20 @@ def _message(text: str, color: str = "#b00020") -> widgets.HTML:
 
 
 def audio_html(wav_path: str | Path) -> str:
-    """An HTML audio player with the wav embedded (plays offline, in a saved notebook and in its HTML export), or a
-    message naming the missing file. The `src` attribute sits on `<audio>` itself: JupyterLab's sanitizer keeps it
+    """An HTML audio player with the wav embedded (plays offline, in a saved notebook and in its HTML export), on a
+    line of its own, or a message naming the missing file. The `src` attribute sits on `<audio>` itself: JupyterLab's sanitizer keeps it
     there in untrusted notebooks, where it would strip a `<source src>`."""
     wav_path = Path(wav_path)
     if not wav_path.is_file():
         return _message_html(f"audio file missing: {wav_path}")
     data = base64.b64encode(wav_path.read_bytes()).decode("ascii")
-    return f'<audio controls preload="none" src="data:audio/wav;base64,{data}"></audio>'
+    return f'<div><audio controls preload="none" src="data:audio/wav;base64,{data}"></audio></div>'
 
 
 def image_html(png: bytes, max_width: int = 720) -> str:
     """A PNG embedded as an HTML image."""
     data = base64.b64encode(png).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" style="max-width:{max_width}px;width:100%">'
+    return f'<div><img src="data:image/png;base64,{data}" style="max-width:{max_width}px;width:100%"></div>'
 
 
 def view_bundle(widget: widgets.Widget | None, static_html: str, summary: str, **kwargs) -> dict:
@@ -341,7 +341,7 @@ def item_list(items: Sequence[tuple[str, Path | None, str]], *, empty: str, summ
     def static() -> str:
         if not items:
             return _message_html(empty, color="#555555")
-        return "".join(f"<div style='border-top:1px solid #ccc;padding:6px 0'>{head}"
+        return "".join(f"<div style='border-top:1px solid #ccc;padding:6px 0'><div>{head}</div>"
                        f"{audio_html(wav) if wav else ''}{body}</div>" for head, wav, body in items)
 
     return StaticView(build, static, summary)

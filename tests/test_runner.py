@@ -61,6 +61,7 @@ def test_run_injects_parameters_and_merges_metrics(notebook_dir, tmp_path, capfd
     assert metrics["stages"]["00-first"] == {"profile": "tiny", "x": 7}
     assert metrics["notebooks"]["01-second"]["status"] == "ok"
     assert metrics["notebooks"]["01-second"]["wall_s"] > 0
+    assert 0 < metrics["notebooks"]["01-second"]["cpu_s"] < 10 * metrics["notebooks"]["01-second"]["wall_s"]
     assert (run_dir / "00-first.ipynb").exists() and (run_dir / "profile.json").exists()
 
 
