@@ -3,7 +3,7 @@
     python -m cogito_lib.site runs/mini                 # what `make html RUN_DIR=runs/mini` calls
     python -m cogito_lib.site runs/mini --out /tmp/site # elsewhere
 
-Writes `RUN_DIR/html/index.html` (the stages in order, with each notebook's status and wall time from
+Writes `RUN_DIR/html/index.html` (the stages in order, with each notebook's status, wall and CPU time from
 `metrics.json`) and one page per executed notebook. Every image and audio clip is already embedded in the notebooks
 (plots as PNG, the views' static twins as `data:` URLs), and the pages load no script from the network: no
 require.js, MathJax, Mermaid or ipywidgets JavaScript. Widget outputs show their static twin, so a page reads the
@@ -67,22 +67,24 @@ def _title(notebook: Path) -> str:
 
 
 def index_html(run_dir: Path, pages: list[tuple[Path, Path]]) -> str:
-    """The site's front page: the run's profile and its notebooks in order, with status and wall time."""
+    """The site's front page: the run's profile and its notebooks in order, with status, wall and CPU time."""
     metrics = read_json(run_dir / "metrics.json", {}) or {}
     profile = (read_json(run_dir / "profile.json", {}) or {}).get("name", "?")
     rows = []
     for notebook, page in pages:
         run = metrics.get("notebooks", {}).get(notebook.stem, {})
-        wall = f"{run['wall_s']:.0f} s" if isinstance(run.get("wall_s"), (int, float)) else ""
+        wall, cpu = (f"{run[key]:.0f} s" if isinstance(run.get(key), (int, float)) else "" for key in ("wall_s", "cpu_s"))
         rows.append(f"<tr><td><a href='{html.escape(page.name)}'>{html.escape(_title(notebook))}</a></td>"
-                    f"<td>{html.escape(str(run.get('status', '')))}</td><td style='text-align:right'>{wall}</td></tr>")
+                    f"<td>{html.escape(str(run.get('status', '')))}</td><td style='text-align:right'>{wall}</td>"
+                    f"<td style='text-align:right'>{cpu}</td></tr>")
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Audio-Cogito run: "
             f"{html.escape(run_dir.name)}</title><style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}"
             "td,th{padding:4px 12px;text-align:left}</style></head><body>"
             f"<h1>Audio-Cogito research kit: run <code>{html.escape(run_dir.name)}</code></h1>"
             f"<p>Profile <b>{html.escape(str(profile))}</b>. The executed notebooks, in the order they ran; every "
             "figure and audio clip is embedded, so these pages work offline.</p>"
-            "<table><tr><th>notebook</th><th>status</th><th>wall time</th></tr>" + "".join(rows) + "</table>"
+            "<table><tr><th>notebook</th><th>status</th><th>wall time</th><th>CPU time</th></tr>" + "".join(rows)
+            + "</table>"
             "</body></html>")
 
 
