@@ -36,6 +36,8 @@ def compact(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb.metadata.pop("widgets", None)
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"  # papermill draws a new id each time: keep the diff to real changes
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
         for output in cell.get("outputs", []):
