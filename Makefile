@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cogito-installed
 
 .PHONY: reproduce headline test test-unit test-notebooks nbval nbval-refs solutions html lab plan venv system-deps \
-        clean distclean help
+        check-envs clean distclean help
 .DEFAULT_GOAL := help
 
 help:
@@ -26,6 +26,7 @@ help:
 	@echo "make solutions [PROFILE=mini] [RUN_DIR=runs/mini]   run the exercise solutions against an executed run"
 	@echo "make nbval           the teaching notebooks under tiny, outputs compared with tests/nbval/ (nbval)"
 	@echo "make nbval-refs      regenerate the reference outputs in tests/nbval/ from a fresh tiny run"
+	@echo "make check-envs      do the engine locks envs/*/requirements.txt still resolve? (network, several GB of downloads)"
 	@echo "make clean           remove runs/ and caches (keeps .venv);  make distclean also removes .venv"
 
 # System packages: the world speaks through a real TTS engine.
@@ -91,6 +92,11 @@ html: venv
 lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=. --LabApp.default_url=/lab/tree/START-HERE.ipynb \
 	  --MappingKernelManager.default_kernel_name=cogito
+
+# The engines (vLLM, ms-swift, LLaMA-Factory) live in their own pinned venvs (envs/README.md). This only checks that
+# each lock still resolves, in a throwaway venv; it needs network and no .venv, so `make test` never runs it.
+check-envs:
+	scripts/check_envs.sh
 
 clean:
 	rm -rf runs .pytest_cache

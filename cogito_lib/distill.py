@@ -43,8 +43,8 @@ import numpy as np
 from .config import Profile
 from .io import from_portable, portable, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from .layout import BASE as BASE_STAGE
-from .layout import (COLLECT, FILES, QA, TRAIN, VARIANTS, base_model_path, in_run, link_stages, path, require,
-                     round_name)
+from .layout import (CACHE, COLLECT, FILES, QA, TRAIN, VARIANTS, base_model_path, frontend_cache, in_run,
+                     link_stages, path, require, round_name, stage_lock, writes_stage)
 from .mmar import item_prompt
 from .models.audio import AudioCache
 from .env import set_threads
@@ -281,6 +281,7 @@ def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, step
     interrupted one resumes from its last checkpoint. `run_dir` (default: two folders above `out_dir`, the usual
     `RUN_DIR/06-.../<variant>`) is what the inputs' paths are counted relative to."""
     from .models import load_model, save_model
+    from .models.frontend import make_frontend
 
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir is not None else out_dir.parent.parent
@@ -310,9 +311,10 @@ def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, step
                      warmup_steps=min(t.warmup_steps, max(0, steps - 1)), seed=t.seed)
     resumed = (out_dir / "checkpoint.pt").exists()
     started = time.perf_counter()
+    frontend = make_frontend(model, processor, frontend_cache(run_dir), training=True)
     logs = train_sft(model, processor, tset.examples, cfg, audio=AudioCache(), log_path=out_dir / "train_log.jsonl",
                      progress=progress, checkpoint_dir=out_dir, checkpoint_every=t.checkpoint_every,
-                     desc=f"train {Path(out_dir).name}")
+                     frontend=frontend, desc=f"train {Path(out_dir).name}")
     base_in_run = portable(str(base), run_dir)
     summary = {"variant": tset.variant, "status": "trained", "fingerprint": key, "base": str(base),
                "base_in_run": base_in_run if base_in_run.startswith("<run>") else None, "steps": steps,
@@ -330,6 +332,7 @@ def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, step
     return summary
 
 
+@writes_stage(STAGE)
 def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] | str | None = None, *,
                  later_rounds: bool = True, progress: bool = True) -> dict:
     """Build and train every requested variant (in turn, in this process) with equal compute; variants without
@@ -383,27 +386,47 @@ def load_logs(run_dir: str | Path, variants: Sequence[str] | None = None) -> dic
             if (stage_dir / name / "train_log.jsonl").exists()}
 
 
-def launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[str], *, processes: int = 2,
+def launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Sequence[str], *, processes: int = 2,
                     overrides: dict[str, Any] | None = None, log_dir: str | Path | None = None) -> dict[str, int]:
     """Train independent variants as separate processes with one torch thread each, `processes` at a time
-    (~1.3x the throughput of one process on 2 cores). Returns each variant's exit code."""
+    (~1.3x the throughput of one process on 2 cores). `self_distill` runs its later rounds (`train.rounds`) in its
+    own process, so the rounds' sampling and training overlap the controls' training; it starts first. Each
+    process gets `profile` (every value that differs from its named profile, seeds included) and `overrides`.
+    Returns each variant's exit code; logs are in `log_dir` (default `RUN_DIR/06-.../logs/`). The worker
+    processes write 06 under this process's lock (no other writer meanwhile)."""
+    with stage_lock(run_dir, STAGE, share=True):
+        return _launch_parallel(profile, run_dir, variants, processes=processes, overrides=overrides,
+                                log_dir=log_dir)
+
+
+def _launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Sequence[str], *, processes: int,
+                     overrides: dict[str, Any] | None, log_dir: str | Path | None) -> dict[str, int]:
     import json
+
+    from .config import profile_overrides
 
     run_dir = Path(run_dir)
     log_dir = Path(log_dir or run_dir / STAGE / "logs")
     log_dir.mkdir(parents=True, exist_ok=True)
-    sets = [f"{k}={json.dumps(v)}" for k, v in (overrides or {}).items() if v is not None]
+    name_of = profile if isinstance(profile, str) else profile.name
+    values = {} if isinstance(profile, str) else profile_overrides(profile)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    sets = [f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in values.items()]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    pending, running, codes = list(variants), {}, {}
+    pending = sorted(dict.fromkeys(variants), key=lambda v: v != "self_distill")
+    running, codes = {}, {}
     while pending or running:
         while pending and len(running) < max(1, processes):
             name = pending.pop(0)
-            cmd = [sys.executable, "-m", "cogito_lib.train", "--profile", profile_name, "--run-dir", str(run_dir),
-                   "--variant", name, "--threads", "1", "--first-round-only"]
+            cmd = [sys.executable, "-m", "cogito_lib.train", "--profile", name_of, "--run-dir", str(run_dir),
+                   "--variant", name, "--threads", "1"]
             if not os.environ.get(PROGRESS_LOG_ENV):  # bars only when the runner's progress log takes their lines
                 cmd.append("--no-progress")
             for item in sets:
                 cmd += ["--set", item]
+            cmd += ["--set", "base.threads=1"]  # the rounds' sampling too: one thread per process
+            if name != "self_distill":
+                cmd.append("--first-round-only")
             out = open(log_dir / f"{name}.log", "w")
             running[name] = (subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env), out)
         for name, (proc, out) in list(running.items()):
@@ -416,7 +439,7 @@ def launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[s
 
 
 # --------------------------------------------------------------------------------------------- later rounds
-ROUND_LINKED = (BASE_STAGE, COLLECT, QA)
+ROUND_LINKED = (BASE_STAGE, COLLECT, QA, CACHE)  # CACHE: the round's samples reuse the run's clip features
 ROUND_OWN = (FILES["cot"].stage, FILES["survivors"].stage)  # the stages a round redoes (04, 05)
 
 
@@ -424,6 +447,7 @@ def round_run_dir(run_dir: str | Path, round_index: int) -> Path:
     """A run dir for round `round_index`'s stages 3-4: it links the real 01-03 folders and holds its own 04/05.
     The links are relative, so a run dir that is moved or copied (with its symlinks) keeps pointing at itself."""
     run_dir = Path(run_dir).resolve()
+    (run_dir / CACHE).mkdir(exist_ok=True)  # linked even before the run's first encoding fills it
     return link_stages(run_dir, run_dir / STAGE / f"round{round_index}" / "run", ROUND_LINKED)
 
 
