@@ -60,3 +60,17 @@ def test_without_a_log_or_a_kernel_it_is_tqdm_on_the_terminal(capsys, monkeypatc
 
 def test_durations_read_like_a_person_wrote_them():
     assert [progress.format_seconds(s) for s in (None, 42.4, 185, 3720)] == ["?", "42 s", "3 min 05 s", "1 h 02 min"]
+
+
+def test_the_kits_loops_use_progress_bar_not_tqdm_directly():
+    """A bare tqdm in a kernel is a widget bar that a saved notebook keeps at 0%; every loop of the kit goes through
+    progress.progress_bar. The benchmark package stands alone (it imports nothing of the kit), so its one bar is
+    plain tqdm and shown only on request."""
+    import re
+    from pathlib import Path
+
+    package = Path(progress.__file__).parent
+    direct = [str(p.relative_to(package)) for p in sorted(package.rglob("*.py"))
+              if p.name != "progress.py" and p.parts[-2] != "mmar"
+              and re.search(r"^\s*(from tqdm|import tqdm)", p.read_text(), flags=re.MULTILINE)]
+    assert direct == []
