@@ -186,6 +186,15 @@ def _disk_problem_in_notebook(err: BaseException, run_dir: Path) -> str | None:
     return None
 
 
+def check_inputs(profile, run_dir: Path, notebooks: Sequence[Path]) -> None:
+    """RunError in one line, before any notebook runs, when a selected stage needs a file that neither the run dir
+    holds nor an earlier selected notebook writes (e.g. `--only 04` on an empty run dir)."""
+    missing = [c for c in check_stage_inputs(profile, run_dir, [nb.stem for nb in notebooks]) if not c.ok]
+    if missing:
+        more = f" ({len(missing) - 1} more input(s) missing: `--plan` lists them all)" if len(missing) > 1 else ""
+        raise RunError(f"nothing was run: {missing[0].name}: {missing[0].message}{more}")
+
+
 def check_run_dir_writable(run_dir: Path) -> None:
     """Create the run dir and write a probe file there, or RunError in one line (before any notebook runs)."""
     try:
@@ -333,6 +342,7 @@ def run(profile_name: str, run_dir: str | Path | None = None, only: Sequence[str
     run_path = resolve_run_dir(profile, run_dir)
     notebooks = select_notebooks(discover_notebooks(notebook_dir), only)
     params = check_params(dict(params or {}), notebooks)
+    check_inputs(profile, run_path, notebooks)
     check_run_dir_writable(run_path)
     with hold_stages(run_path, notebooks):  # one writer of these stages (and their executed notebooks)
         write_json(run_path / "profile.json", profile.to_dict())

@@ -208,3 +208,14 @@ def test_an_executed_notebook_cut_short_never_replaces_the_previous_one(tmp_path
     partial.write_text('{"cells": ["this run"]}')
     runner.keep_executed(partial, output)
     assert json.loads(output.read_text()) == {"cells": ["this run"]} and not partial.exists()
+
+
+def test_a_run_whose_earlier_stages_are_missing_stops_before_running(tmp_path):
+    """`--only 04` on an empty run dir: one line naming the first missing input and the notebook that makes it;
+    no notebook runs and nothing is written."""
+    proc = _cli("--profile", "tiny", "--only", "04", "--run-dir", str(tmp_path / "empty"))
+    assert proc.returncode == 1 and not (tmp_path / "empty").exists()
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: nothing was run: 03-qa-construction/qa.jsonl: 04-cot-generation needs it: ")
+    assert "run notebook 03 (or `python -m cogito_lib.pipe annotate`) first" in line
+    assert "(1 more input(s) missing: `--plan` lists them all)" in line
