@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .io import atomic_write_text, read_json
+from .io import DEBUG_HELP, atomic_write_text, cli_main, read_json
 
 OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
@@ -108,13 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cogito_lib.site", description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", help="a run dir with executed notebooks, e.g. runs/mini")
     parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/html)")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
-    try:
-        index = build_site(args.run_dir, args.out)
-    except (FileNotFoundError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"open {index}")
+    return cli_main(lambda: _main(args), debug=args.debug)
+
+
+def _main(args: argparse.Namespace) -> int:
+    print(f"open {build_site(args.run_dir, args.out)}")
     return 0
 
 

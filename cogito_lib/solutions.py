@@ -17,7 +17,8 @@ from typing import Sequence
 
 from . import layout
 from .checks import KERNEL_NAME
-from .config import PROFILES, REPO_ROOT, ConfigError, load_profile, resolve_run_dir
+from .config import PROFILES, REPO_ROOT, load_profile, resolve_run_dir
+from .io import DEBUG_HELP, cli_main
 from .metrics import load_run_metrics
 from .run import NotebookResult, RunError, run_notebook, select_notebooks
 
@@ -59,13 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run-dir", default=None, help="the executed run (default runs/<profile>)")
     parser.add_argument("--only", nargs="+", metavar="NN", help="only these notebook numbers, e.g. 03 05")
     parser.add_argument("--kernel", default=KERNEL_NAME, help="Jupyter kernel (default cogito)")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
+    return cli_main(lambda: _main(args), debug=args.debug)
+
+
+def _main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    try:
-        results = run_solutions(args.profile, args.run_dir, args.only, kernel=args.kernel)
-    except (ConfigError, RunError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    results = run_solutions(args.profile, args.run_dir, args.only, kernel=args.kernel)
     print(f"{len(results)} solution notebook(s) in {time.perf_counter() - start:.1f} s")
     return 0
 
