@@ -318,3 +318,30 @@ def test_pipeline_browser_shows_questions_samples_and_verdicts(tmp_path):
     assert "1 clips with questions" in twin and "rejected: answer_mismatch" in twin and "data:audio/wav" in twin
     assert browser.show("c1").clip_selector.value == "c1"
     assert "not audited yet" in questions_html([q], {"q1": samples}, {})
+
+
+def test_the_win_browser_twin_embeds_the_headline_models_wins_with_their_audio(stage_dir, monkeypatch):
+    """07's examples read offline: the static twin counts every model's wins and shows the headline model's, each
+    with its clip embedded and both traces (a tiny run has no wins, so the nbval tier cannot show this)."""
+    from cogito_lib.widgets import win_browser
+
+    def row(clip, model):
+        return {"id": f"q-{clip}", "audio_file": str(stage_dir / "audio" / f"{clip}.wav"), "question": f"what in {clip}?",
+                "choices": ["a", "b"], "answer": "a", "modality": "sound", "category": "Perception Layer",
+                "model": model, "model_thinking": "I hear: a", "model_answer": "a", "reference": "base",
+                "reference_thinking": "I hear: b", "reference_answer": "b"}
+
+    class Evaluation:
+        scores = {"base": {}, "answer_only": {}, "self_distill": {}}
+
+        def wins(self, name, reference="base"):
+            return {"self_distill": [row("snd1", name), row("mus1", name)], "answer_only": [row("spc1", name)]}[name]
+
+    monkeypatch.setenv("COGITO_HEADLESS", "1")
+    bundle = win_browser(Evaluation())._repr_mimebundle_()
+    assert set(bundle) == {"text/plain", "text/html"}
+    twin = bundle["text/html"]
+    wavs = _embedded_wavs(twin)
+    assert wavs == [(stage_dir / "audio" / f"{c}.wav").read_bytes() for c in ("snd1", "mus1")]
+    assert "<b>self_distill</b>'s wins" in twin and twin.count("self_distill (right)") == 2
+    assert bundle["text/plain"] == "wins over base: answer_only 1, self_distill 2"
