@@ -165,3 +165,22 @@ def test_start_here_points_at_every_notebook_its_solutions_and_the_executed_run(
         assert f"](notebooks/solutions/{path.stem}-solutions.ipynb)" in text
     linked = re.findall(r"\]\((notebooks/[^)]+)\)", text)
     assert linked and all((ROOT / link).exists() for link in linked)
+
+
+def _cells_as_run(path: Path) -> list[tuple[str, str, bool]]:
+    """(type, source, checked by nbval) of every cell but papermill's injected parameters."""
+    import nbformat
+
+    return [(c.cell_type, c.source, "nbval-check-output" in c.metadata.get("tags", []))
+            for c in nbformat.read(path, as_version=4).cells
+            if "injected-parameters" not in c.metadata.get("tags", [])]
+
+
+def test_the_nbval_references_are_the_teaching_notebooks_as_they_are():
+    """The nbval tier executes its references (`tests/nbval/`), so they must hold the teaching notebooks' current
+    cells: a notebook edited (or merged) without regenerating them would be checked as it was."""
+    references = ROOT / "tests" / "nbval"
+    assert sorted(p.name for p in references.glob("*.ipynb")) == [p.name for p in STAGES]
+    stale = [p.name for p in STAGES if _cells_as_run(p) != _cells_as_run(references / p.name)]
+    assert stale == [], (f"tests/nbval/ is out of date for {', '.join(stale)}: run `make nbval-refs` "
+                         "(scripts/nbval_refs.py), review `git diff tests/nbval` and commit")
