@@ -19,7 +19,7 @@ STAMP := $(VENV)/.cogito-installed
 help:
 	@echo "make reproduce [PROFILE=mini|tiny|paper] [RUN_DIR=dir] [ONLY='00 02']  run the notebooks headlessly"
 	@echo "make headline [PROFILE=mini] [SEEDS='0 1 2']  the whole loop once per seed, then one table (runs/<profile>-headline/)"
-	@echo "make test            unit tests + notebooks under the tiny profile"
+	@echo "make test            unit tests, every notebook under tiny, the exercise solutions and the nbval tier"
 	@echo "make plan [PROFILE=paper]   what would run and what is missing, without running"
 	@echo "make lab             JupyterLab at the repository root on the kit's kernel ('cogito'); opens START-HERE.ipynb"
 	@echo "make html [RUN_DIR=runs/mini]   the run's executed notebooks as a static site that works offline"
