@@ -15,17 +15,22 @@ SYSTEM_PACKAGES := espeak-ng
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cogito-installed
 
-.PHONY: reproduce headline test test-unit test-notebooks paper-smoke lab plan venv system-deps check-envs clean distclean help
+.PHONY: reproduce headline test test-unit test-notebooks paper-smoke nbval nbval-refs solutions html lab plan venv \
+        system-deps check-envs clean distclean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make reproduce [PROFILE=mini|tiny|paper] [CONFIG=file.toml] [SET='key=value ...'] [RUN_DIR=dir] [ONLY='00 02']"
 	@echo "                     run the notebooks headlessly (default profile mini; CONFIG: a run configuration, configs/paper/)"
 	@echo "make headline [PROFILE=mini] [SEEDS='0 1 2']  the whole loop once per seed, then one table (runs/<profile>-headline/)"
-	@echo "make test            unit tests + notebooks under the tiny profile + the paper-smoke"
+	@echo "make test            unit tests, every notebook under tiny, the exercise solutions, the nbval tier and the paper-smoke"
 	@echo "make paper-smoke     notebooks 00-07 through the paper profile's code path on a CPU (runs/paper-smoke/)"
 	@echo "make plan [PROFILE=paper] [CONFIG=file.toml]   what would run and what is missing, without running"
-	@echo "make lab             JupyterLab on the kit's kernel ('cogito')"
+	@echo "make lab             JupyterLab at the repository root on the kit's kernel ('cogito'); opens START-HERE.ipynb"
+	@echo "make html [RUN_DIR=runs/mini]   the run's executed notebooks as a static site that works offline"
+	@echo "make solutions [PROFILE=mini] [RUN_DIR=runs/mini]   run the exercise solutions against an executed run"
+	@echo "make nbval           the teaching notebooks under tiny, outputs compared with tests/nbval/ (nbval)"
+	@echo "make nbval-refs      regenerate the reference outputs in tests/nbval/ from a fresh tiny run"
 	@echo "make check-envs      do the engine locks envs/*/requirements.txt still resolve? (network, several GB of downloads)"
 	@echo "make clean           remove runs/ and caches (keeps .venv);  make distclean also removes .venv"
 
@@ -83,8 +88,23 @@ test-unit: venv
 test-notebooks: venv
 	$(PY) -m pytest -m notebooks
 
+# The nbval tier alone: every teaching notebook executed under tiny, outputs compared with tests/nbval/.
+nbval: venv
+	$(PY) -m pytest tests/nbval
+
+nbval-refs: venv
+	$(PY) scripts/nbval_refs.py
+
+solutions: venv
+	$(PY) -m cogito_lib.solutions --profile $(or $(PROFILE),mini) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(ONLY),--only $(ONLY))
+
+html: venv
+	$(PY) -m cogito_lib.site $(or $(RUN_DIR),runs/$(or $(PROFILE),mini))
+
+# Rooted at the repository so that runs/ (the executed notebooks) and notebooks/ are both in reach.
 lab: venv
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --MappingKernelManager.default_kernel_name=cogito
+	$(VENV)/bin/jupyter lab --notebook-dir=. --LabApp.default_url=/lab/tree/START-HERE.ipynb \
+	  --MappingKernelManager.default_kernel_name=cogito
 
 # The engines (vLLM, ms-swift, LLaMA-Factory) live in their own pinned venvs (envs/README.md). This only checks that
 # each lock still resolves, in a throwaway venv; it needs network and no .venv, so `make test` never runs it.

@@ -106,7 +106,7 @@ def pretrain_base(profile: Profile, run_dir: str | Path, *, progress: bool = Tru
 
     frontend = make_frontend(model, processor, frontend_cache(run_dir), training=True)
     logs = train_sft(model, processor, examples, cfg, audio=AudioCache(), log_path=log_path, progress=progress,
-                     frontend=frontend)
+                     frontend=frontend, desc="pretrain base")
     save_model(model, processor, model_dir / "model", merge=False)
     shutil.rmtree(init_dir)
     info = {

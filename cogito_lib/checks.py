@@ -299,3 +299,40 @@ def check_prerequisites(profile: Profile) -> list[Check]:
         checks.extend(check_mmar(profile))
         checks.extend(check_role_servers(profile, "rubric"))
     return checks
+
+
+def check_stage_inputs(profile: Profile, run_dir: str | Path, stages: list[str]) -> list[Check]:
+    """For the stages about to run (in order): each input an earlier stage writes (`layout.READS`) is either in
+    the run dir or written by a stage that runs before it; otherwise MISSING, naming the notebook that makes it."""
+    from . import layout
+
+    checks, seen = [], set()
+    for position, stage in enumerate(stages):
+        before = set(stages[:position])
+        for name in layout.READS.get(stage, ()):
+            if name in seen:
+                continue
+            if name == "base":
+                if profile.models.base != "tiny":
+                    continue  # a checkpoint: the weights check above covers it
+                if layout.BASE in before:
+                    checks.append(Check("base model", True, f"written by notebook 01 before {stage}"))
+                else:
+                    try:
+                        checks.append(Check("base model", True, layout.base_model_path(profile, run_dir)))
+                    except layout.MissingInput as err:
+                        checks.append(Check("base model", False, f"{stage} needs it: {err}"))
+            elif name == "pretrain" and profile.models.base != "tiny":
+                continue  # only the miniature's base has pretraining data (base_cont's)
+            else:
+                source = layout.FILES[name]
+                label = source.relative.as_posix()
+                if source.stage in before:
+                    checks.append(Check(label, True, f"written by {layout.maker(source.stage)} before {stage}"))
+                else:
+                    try:
+                        checks.append(Check(label, True, str(layout.require(run_dir, name))))
+                    except layout.MissingInput as err:
+                        checks.append(Check(label, False, f"{stage} needs it: {err}"))
+            seen.add(name)
+    return checks

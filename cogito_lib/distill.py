@@ -43,11 +43,12 @@ import numpy as np
 from .config import Profile
 from .io import from_portable, portable, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from .layout import BASE as BASE_STAGE
-from .layout import (CACHE, COLLECT, FILES, QA, TRAIN, VARIANTS, base_model_path, frontend_cache, in_run, path,
-                     require, round_name, stage_lock, writes_stage)
+from .layout import (CACHE, COLLECT, FILES, QA, TRAIN, VARIANTS, base_model_path, frontend_cache, in_run,
+                     link_stages, path, require, round_name, stage_lock, writes_stage)
 from .mmar import item_prompt
 from .models.audio import AudioCache
 from .env import set_threads
+from .progress import LOG_ENV as PROGRESS_LOG_ENV
 from .train import LoopConfig, SFTExample, prepare_lora, save_adapter, summarise_log, train_sft
 from .world.skills import reasoning_text
 
@@ -313,7 +314,7 @@ def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, step
     frontend = make_frontend(model, processor, frontend_cache(run_dir), training=True)
     logs = train_sft(model, processor, tset.examples, cfg, audio=AudioCache(), log_path=out_dir / "train_log.jsonl",
                      progress=progress, checkpoint_dir=out_dir, checkpoint_every=t.checkpoint_every,
-                     frontend=frontend)
+                     frontend=frontend, desc=f"train {Path(out_dir).name}")
     base_in_run = portable(str(base), run_dir)
     summary = {"variant": tset.variant, "status": "trained", "fingerprint": key, "base": str(base),
                "base_in_run": base_in_run if base_in_run.startswith("<run>") else None, "steps": steps,
@@ -418,7 +419,9 @@ def _launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Sequ
         while pending and len(running) < max(1, processes):
             name = pending.pop(0)
             cmd = [sys.executable, "-m", "cogito_lib.train", "--profile", name_of, "--run-dir", str(run_dir),
-                   "--variant", name, "--threads", "1", "--no-progress"]
+                   "--variant", name, "--threads", "1"]
+            if not os.environ.get(PROGRESS_LOG_ENV):  # bars only when the runner's progress log takes their lines
+                cmd.append("--no-progress")
             for item in sets:
                 cmd += ["--set", item]
             cmd += ["--set", "base.threads=1"]  # the rounds' sampling too: one thread per process
@@ -444,17 +447,8 @@ def round_run_dir(run_dir: str | Path, round_index: int) -> Path:
     """A run dir for round `round_index`'s stages 3-4: it links the real 01-03 folders and holds its own 04/05.
     The links are relative, so a run dir that is moved or copied (with its symlinks) keeps pointing at itself."""
     run_dir = Path(run_dir).resolve()
-    shadow = run_dir / STAGE / f"round{round_index}" / "run"
-    shadow.mkdir(parents=True, exist_ok=True)
-    (run_dir / CACHE).mkdir(exist_ok=True)
-    for name in ROUND_LINKED:
-        link = shadow / name
-        target = Path(os.path.relpath(run_dir / name, shadow))
-        if link.is_symlink() and Path(os.readlink(link)) != target:
-            link.unlink()  # an absolute or dangling link from an older layout
-        if not os.path.lexists(link) and (run_dir / name).exists():
-            link.symlink_to(target, target_is_directory=True)
-    return shadow
+    (run_dir / CACHE).mkdir(exist_ok=True)  # linked even before the run's first encoding fills it
+    return link_stages(run_dir, run_dir / STAGE / f"round{round_index}" / "run", ROUND_LINKED)
 
 
 def _round1_steps(profile: Profile, run_dir: Path) -> int:

@@ -2,13 +2,21 @@
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import shutil
 import subprocess
 import sys
 
+HEADLESS_ENV = "COGITO_HEADLESS"  # set by the runner: nobody watches the kernel, its outputs are read later
 PACKAGES = ("cogito_lib", "torch", "torchaudio", "transformers", "peft", "accelerate", "numpy", "pandas",
             "seaborn", "papermill", "ipywidgets")
+
+
+def headless() -> bool:
+    """True when the notebook runs unattended (the papermill runner, the nbval tier): views then write their static
+    form only (HTML and images a saved notebook keeps) and build no ipywidgets."""
+    return os.environ.get(HEADLESS_ENV, "") not in ("", "0")
 
 
 def set_threads(threads: int) -> int:

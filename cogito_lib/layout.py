@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import hashlib
 import inspect
+import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -66,6 +67,17 @@ STATS = "stats.json"  # every stage's summary, written last: its presence means 
 CACHE = "cache"  # caches any stage may fill and reuse; deleting the folder only costs recomputation
 FRONTEND_CACHE = f"{CACHE}/frontend"  # audio front-end features per clip (`models.frontend`)
 
+# What each stage reads from earlier ones: keys of FILES, and "base" (the model notebook 01 trains in the
+# miniature). `python -m cogito_lib.run --plan --only NN` checks them; the stage itself fails without them.
+READS: dict[str, tuple[str, ...]] = {
+    QA: ("manifest",),
+    COT: ("qa", "base"),
+    AUDIT: ("manifest", "qa", "cot"),
+    TRAIN: ("base", "pretrain", "qa", "cot", "survivors"),
+    EVAL: ("base",),
+}
+EXERCISES = "exercises"  # RUN_DIR/exercises/<name>/: the scratch run dirs of the notebooks' exercise solutions
+
 
 class MissingInput(FileNotFoundError):
     """A stage's input is not in the run dir; the message names it and what makes it."""
@@ -101,6 +113,22 @@ def maker(stage: str) -> str:
     """'notebook 03 (or `python -m cogito_lib.pipe annotate`)': what writes `stage`'s files."""
     notebook, command = MAKERS[stage]
     return f"notebook {notebook}" + (f" (or `python -m cogito_lib.pipe {command}`)" if command else "")
+
+
+def link_stages(run_dir: str | Path, shadow: str | Path, stages: Iterable[str]) -> Path:
+    """Make `shadow` a run dir that reads `stages` from `run_dir` through relative symlinks (a run dir moved or
+    copied with its links keeps pointing at itself) and holds everything else itself. Links that point elsewhere
+    are replaced; stages `run_dir` does not have are left out."""
+    run_dir, shadow = Path(run_dir).resolve(), Path(shadow)
+    shadow.mkdir(parents=True, exist_ok=True)
+    for name in stages:
+        link = shadow / name
+        target = Path(os.path.relpath(run_dir / name, shadow.resolve()))
+        if link.is_symlink() and Path(os.readlink(link)) != target:
+            link.unlink()  # an absolute or dangling link from an older layout
+        if not os.path.lexists(link) and (run_dir / name).exists():
+            link.symlink_to(target, target_is_directory=True)
+    return shadow
 
 
 def require(run_dir: str | Path, name: str) -> Path:

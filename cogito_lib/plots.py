@@ -241,20 +241,18 @@ def plot_training_curve(logs, save_as: str | Path | None = None, *, title: str =
 def plot_skill_scores(by_skill: Mapping[str, Mapping[str, float]], save_as: str | Path | None = None, *,
                       metrics: tuple[str, ...] = ("pass@1", "judge_pass@1", "judge_pass@K"),
                       title: str = "per-skill scores on the check set") -> Figure:
-    """Grouped bars per skill for each metric (percent), with chance marked per skill."""
+    """Grouped horizontal bars per skill for each metric (percent), with chance marked per skill. Skills run down
+    the page, so the figure keeps a notebook's width and readable labels however many skills there are."""
     rows = [{"skill": skill, "metric": metric, "percent": scores[metric]}
             for skill, scores in by_skill.items() for metric in metrics]
     frame = pd.DataFrame(rows)
-    figure, ax = _new_axes(None, (max(8.0, 0.55 * len(by_skill) * len(metrics) / 1.5), 4.2))
-    sns.barplot(data=frame, x="skill", y="percent", hue="metric", ax=ax)
+    figure, ax = _new_axes(None, (8.0, max(3.0, 0.42 * len(by_skill) + 1.4)))
+    sns.barplot(data=frame, y="skill", x="percent", hue="metric", orient="h", ax=ax)
     for i, (skill, scores) in enumerate(by_skill.items()):
-        ax.hlines(scores["chance"], i - 0.4, i + 0.4, colors="black", linestyles="dashed", linewidth=1,
+        ax.vlines(scores["chance"], i - 0.4, i + 0.4, colors="black", linestyles="dashed", linewidth=1,
                   label="chance" if i == 0 else None)
-    ax.set(title=title, ylim=(0, 100), xlabel="")
-    ax.tick_params(axis="x", rotation=45)
-    for label in ax.get_xticklabels():
-        label.set_horizontalalignment("right")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set(title=title, xlim=(0, 100), ylabel="", xlabel="percent of the skill's check questions")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _finish(figure, save_as)
 
 

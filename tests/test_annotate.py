@@ -405,4 +405,10 @@ def test_plot_helpers_and_tables(run_dir, tmp_path):
     assert (tmp_path / "skill.png").stat().st_size > 1000 and (tmp_path / "grid.png").stat().st_size > 1000
     table = A.rejections_table([{"clip_id": "c", "reason": "audio_missing", "detail": "gone"}])
     assert table.iloc[0]["count"] == 1 and table.iloc[0]["meaning"]
-    assert len(A.question_examples(questions, run_dir, n=3).children) == 3
+    import html
+
+    from cogito_lib.widgets import question_examples
+
+    view = question_examples(questions, run_dir, n=3)
+    assert len(view.widget.children) == 3
+    assert view.static_html().count("<audio controls") == 3 and html.escape(questions[0]["question"]) in view.static_html()

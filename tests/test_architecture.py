@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cogito_lib"
 # The rooms from the bottom up: a module may import its own room and the rooms below it, never one above.
 # `__main__` modules are entry points: they sit on top of everything.
 RANKS = {
-    "config": 0, "io": 0, "layout": 0, "env": 0, "metrics": 0, "mmar": 0,
+    "config": 0, "io": 0, "layout": 0, "env": 0, "metrics": 0, "progress": 0, "mmar": 0,
     "world": 1, "sources": 1,
     "models": 2, "plots": 2, "exports": 2,
     "judges": 3, "widgets": 3,
@@ -21,7 +21,7 @@ RANKS = {
     "train": 5,
     "base_model": 6, "distill": 6,
     "evaluate": 7,
-    "checks": 8, "notebook": 8, "run": 8,
+    "checks": 8, "notebook": 8, "run": 8, "site": 8, "solutions": 8,
 }
 # The one arrow out of the benchmark package: its command line plugs in the kit's OpenAI-compatible rubric judge.
 MMAR_EXCEPTIONS = {("mmar.cli", "judges")}

@@ -1,5 +1,6 @@
 """Every stage notebook, executed top to bottom by the runner under the `tiny` profile (papermill)."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,6 @@ from cogito_lib.metrics import load_run_metrics
 
 pytestmark = pytest.mark.notebooks
 TINY = load_profile("tiny")
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("tiny-run")
-    results = runner.run("tiny", run_dir, progress=False)
-    return run_dir, results
 
 
 def test_every_notebook_runs_and_records_its_wall_time(tiny_run):
@@ -94,3 +88,46 @@ def test_training_and_evaluation_close_the_loop(tiny_run):
     assert len(items) == TINY.eval.num_items
     assert {item["tier"] for item in items} == {"atomic", "composite"}
     assert (run_dir / "07-mmar-evaluation" / "predictions-base.jsonl").exists()
+
+
+def _outputs(notebook: Path):
+    nb = json.loads(notebook.read_text())
+    return nb, [(cell, o) for cell in nb["cells"] for o in cell.get("outputs", [])]
+
+
+def _text(output) -> str:
+    data = output.get("data", {})
+    value = data.get("text/html") or data.get("text/plain") or output.get("text") or ""
+    return "".join(value) if isinstance(value, list) else value
+
+
+def test_executed_notebooks_read_well_without_a_kernel(tiny_run):
+    """What a saved notebook keeps: no widget (state or view), no progress bar stuck below 100%, every example as
+    static HTML with its audio embedded, every figure as an image."""
+    run_dir, _ = tiny_run
+    for stage in [p.stem for p in runner.discover_notebooks()]:
+        nb, outputs = _outputs(run_dir / f"{stage}.ipynb")
+        assert "widgets" not in nb["metadata"], stage
+        assert not [o for _, o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})], stage
+        for _, output in outputs:
+            text = _text(output)
+            for bar in re.findall(r"^[\w: ]+:\s+\d+%\|", text, flags=re.MULTILINE):
+                assert bar.rstrip("|").endswith("100%"), f"{stage}: a progress bar saved at {bar!r}"
+        markdown = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+        assert "](../" not in markdown and 'src="../' not in markdown, f"{stage}: a figure linked by relative path"
+    audio = {stage: sum(_text(o).count('<audio controls preload="none" src="data:audio/wav;base64,')
+                        for _, o in _outputs(run_dir / f"{stage}.ipynb")[1])
+             for stage in ("00-setup-and-tour", "02-data-collection", "03-qa-construction", "04-cot-generation",
+                           "05-quality-verification", "07-mmar-evaluation")}
+    assert audio["00-setup-and-tour"] == 7  # the listening strip: every tour clip
+    assert all(audio[stage] >= 1 for stage in audio), audio  # clip browser, questions, reasoning, pipeline, wins
+
+
+def test_cot_generation_shows_the_thinkers_samples_and_audit_the_whole_pipeline(tiny_run):
+    run_dir, _ = tiny_run
+    _, outputs = _outputs(run_dir / "04-cot-generation.ipynb")
+    shown = [o for cell, o in outputs if "reasoning_examples(" in "".join(cell["source"])]
+    assert any("&lt;think&gt;" in _text(o) for o in shown)  # section 3 shows its examples
+    _, outputs = _outputs(run_dir / "05-quality-verification.ipynb")
+    browser = [_text(o) for cell, o in outputs if "PipelineBrowser(run_dir)" in "".join(cell["source"])]
+    assert browser and "clips with questions" in browser[0] and "sample 0" in browser[0]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-STAGES = [p for p in NOTEBOOKS if p.name != "template.ipynb"]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))
+STAGES = [p for p in NOTEBOOKS if p.name != "template.ipynb" and p.parent.name == "notebooks"]
 
 
 def _cells(path):

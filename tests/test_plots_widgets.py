@@ -44,6 +44,12 @@ def make_record(clip_id: str, modality: str, facts: dict, layers: list[str]) -> 
     }
 
 
+@pytest.fixture(autouse=True)
+def live_session(monkeypatch):
+    """Views as in a live Jupyter session (the nbval tier makes the test session headless)."""
+    monkeypatch.delenv("COGITO_HEADLESS", raising=False)
+
+
 @pytest.fixture()
 def stage_dir(tmp_path: Path) -> Path:
     """A stage folder like 02-data-collection: manifest.jsonl plus one 1-second wav per clip."""
@@ -126,6 +132,20 @@ def test_spectrogram_figure_draws_one_span_per_event(manifest, stage_dir, tmp_pa
     assert len(plots.spectrogram_figure(np.stack([waveform, waveform]), sample_rate).axes[0].patches) == 0
 
 
+def test_skill_scores_keep_a_notebook_width_and_readable_labels_for_every_skill():
+    from cogito_lib.world.skills import SKILLS
+
+    by_skill = {name: {"pass@1": 40.0, "judge_pass@1": 30.0, "judge_pass@K": 50.0, "chance": 25.0} for name in SKILLS}
+    figure = plots.plot_skill_scores(by_skill)
+    width, height = figure.get_size_inches()
+    assert width <= 8.5 and height >= 0.4 * len(SKILLS)  # grows down the page, not across it
+    ax = figure.axes[0]
+    labels = [t for t in ax.get_yticklabels() if t.get_text()]
+    assert [t.get_text() for t in labels] == list(SKILLS)
+    assert min(t.get_fontsize() for t in labels) >= 9  # legible when the notebook shows it at its own width
+    assert sum(len(c.get_segments()) for c in ax.collections) == len(SKILLS)  # a chance mark for each skill
+
+
 # --- widgets -------------------------------------------------------------------------------------------------------
 
 def find_widgets(widget, kind) -> list:
@@ -198,11 +218,61 @@ def test_browser_accepts_a_manifest_and_names_a_missing_one(manifest, tmp_path):
 
 def test_listen_returns_n_players(stage_dir):
     strip = listen(stage_dir, n=3)
-    assert isinstance(strip, widgets.VBox)
-    assert len(find_widgets(strip, widgets.Audio)) == 3
-    text = " ".join(w.value for w in find_widgets(strip, widgets.HTML))
+    assert isinstance(strip.widget, widgets.VBox)
+    assert len(find_widgets(strip.widget, widgets.Audio)) == 3
+    text = " ".join(w.value for w in find_widgets(strip.widget, widgets.HTML))
     assert "sound" in text and "music" in text and "speech" in text  # spread over modalities
-    assert len(find_widgets(listen(stage_dir, clip_ids=["mus1"]), widgets.Audio)) == 1
+    assert len(find_widgets(listen(stage_dir, clip_ids=["mus1"]).widget, widgets.Audio)) == 1
+
+
+# --- static twins: what a saved notebook and its HTML export keep ---------------------------------------------------
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def _embedded_wavs(text: str) -> list[bytes]:
+    import base64
+    import re
+
+    return [base64.b64decode(m) for m in re.findall(r'<audio controls[^>]* src="data:audio/wav;base64,([^"]+)"', text)]
+
+
+def test_live_views_carry_the_widget_and_a_static_twin_with_embedded_audio(stage_dir, monkeypatch):
+    monkeypatch.delenv("COGITO_HEADLESS", raising=False)
+    bundle = listen(stage_dir, n=2)._repr_mimebundle_()
+    assert WIDGET_VIEW in bundle and bundle["text/plain"].startswith("2 clips")
+    wavs = _embedded_wavs(bundle["text/html"])
+    assert len(wavs) == 2 and all(w == (stage_dir / "audio" / f"{c}.wav").read_bytes() for w, c in
+                                  zip(wavs, ["snd1", "mus1"]))
+    assert "VBox" not in bundle["text/plain"]
+
+
+def test_headless_views_build_no_widget_and_show_the_twin(stage_dir, monkeypatch):
+    import ipywidgets
+
+    monkeypatch.setenv("COGITO_HEADLESS", "1")
+    opened = []
+    monkeypatch.setattr(ipywidgets.Widget, "open", lambda self: opened.append(type(self).__name__))
+    browser = ClipBrowser(stage_dir, static_clips=4)
+    bundle = browser._repr_mimebundle_()
+    assert set(bundle) == {"text/plain", "text/html"} and opened == []  # no comm: no widget state is saved
+    twin = bundle["text/html"]
+    assert len(_embedded_wavs(twin)) == 4 and twin.count('<img src="data:image/png;base64,') == 4
+    for clip_id in ("snd1", "mus1", "spc1", "mix1"):  # one clip per modality class first
+        assert f"<b>{clip_id}</b>" in twin
+    assert "6 clips in 02-data-collection" in bundle["text/plain"]
+    assert browser.show("spc2").current_clip_id == "spc2"  # the widgets are still there when asked for
+
+
+def test_twins_name_a_missing_wav_instead_of_failing(stage_dir):
+    from cogito_lib.widgets import audio_html, reasoning_examples
+
+    (stage_dir / "audio" / "snd1.wav").unlink()
+    assert "audio file missing" in audio_html(stage_dir / "audio" / "snd1.wav")
+    row = {"audio_file": str(stage_dir / "audio" / "snd1.wav"), "question": "How many?", "choices": ["1", "2"],
+           "answer": "1", "thinking": "I hear: x\nCount: 1", "answer_prediction": "1", "pass@1": 1}
+    twin = reasoning_examples([row]).static_html()
+    assert "audio file missing" in twin and "Count: 1" in twin and "correct" in twin
 
 
 # --- diagram -------------------------------------------------------------------------------------------------------
@@ -244,4 +314,34 @@ def test_pipeline_browser_shows_questions_samples_and_verdicts(tmp_path):
     text = browser.panel_html("c1")
     assert "How many?" in text and "kept" in text and "rejected: answer_mismatch" in text
     assert "Count: 2" in text
+    twin = browser.static_html()
+    assert "1 clips with questions" in twin and "rejected: answer_mismatch" in twin and "data:audio/wav" in twin
+    assert browser.show("c1").clip_selector.value == "c1"
     assert "not audited yet" in questions_html([q], {"q1": samples}, {})
+
+
+def test_the_win_browser_twin_embeds_the_headline_models_wins_with_their_audio(stage_dir, monkeypatch):
+    """07's examples read offline: the static twin counts every model's wins and shows the headline model's, each
+    with its clip embedded and both traces (a tiny run has no wins, so the nbval tier cannot show this)."""
+    from cogito_lib.widgets import win_browser
+
+    def row(clip, model):
+        return {"id": f"q-{clip}", "audio_file": str(stage_dir / "audio" / f"{clip}.wav"), "question": f"what in {clip}?",
+                "choices": ["a", "b"], "answer": "a", "modality": "sound", "category": "Perception Layer",
+                "model": model, "model_thinking": "I hear: a", "model_answer": "a", "reference": "base",
+                "reference_thinking": "I hear: b", "reference_answer": "b"}
+
+    class Evaluation:
+        scores = {"base": {}, "answer_only": {}, "self_distill": {}}
+
+        def wins(self, name, reference="base"):
+            return {"self_distill": [row("snd1", name), row("mus1", name)], "answer_only": [row("spc1", name)]}[name]
+
+    monkeypatch.setenv("COGITO_HEADLESS", "1")
+    bundle = win_browser(Evaluation())._repr_mimebundle_()
+    assert set(bundle) == {"text/plain", "text/html"}
+    twin = bundle["text/html"]
+    wavs = _embedded_wavs(twin)
+    assert wavs == [(stage_dir / "audio" / f"{c}.wav").read_bytes() for c in ("snd1", "mus1")]
+    assert "<b>self_distill</b>'s wins" in twin and twin.count("self_distill (right)") == 2
+    assert bundle["text/plain"] == "wins over base: answer_only 1, self_distill 2"

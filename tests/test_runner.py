@@ -52,15 +52,17 @@ def test_parse_param():
         runner.parse_param("SEED")
 
 
-def test_run_injects_parameters_and_merges_metrics(notebook_dir, tmp_path):
+def test_run_injects_parameters_and_merges_metrics(notebook_dir, tmp_path, capfd):
     run_dir = tmp_path / "run"
     results = runner.run("tiny", run_dir, only=["00", "01"], params={"X": 7}, notebook_dir=notebook_dir,
                          progress=False)
+    assert "without encryption" not in capfd.readouterr().err  # the kernel's sockets are encrypted
     assert [r.stage for r in results] == ["00-first", "01-second"]
     metrics = load_run_metrics(run_dir)
     assert metrics["stages"]["00-first"] == {"profile": "tiny", "x": 7}
     assert metrics["notebooks"]["01-second"]["status"] == "ok"
     assert metrics["notebooks"]["01-second"]["wall_s"] > 0
+    assert 0 < metrics["notebooks"]["01-second"]["cpu_s"] < 10 * metrics["notebooks"]["01-second"]["wall_s"]
     assert (run_dir / "00-first.ipynb").exists() and (run_dir / "profile.json").exists()
 
 
@@ -145,3 +147,114 @@ def test_bad_profile_fails_with_one_message():
     proc = _cli("--profile", "huge", "--plan")
     assert proc.returncode == 1
     assert proc.stderr.strip() == "error: unknown profile 'huge': allowed profiles are tiny, mini, paper"
+
+
+def test_params_are_type_checked_against_the_notebooks_before_anything_runs(notebook_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(runner.RunError, match=r"X='abc': 00-first.ipynb declares X: int; .* --param X=3"):
+        runner.run("tiny", run_dir, params={"X": "abc"}, notebook_dir=notebook_dir)
+    with pytest.raises(runner.RunError, match="declares X: int"):
+        runner.run("tiny", run_dir, params={"X": True}, notebook_dir=notebook_dir)
+    for key, option in (("PROFILE", "--profile"), ("RUN_DIR", "--run-dir")):
+        with pytest.raises(runner.RunError, match=f"the runner sets {key} itself; use {option}"):
+            runner.run("tiny", run_dir, params={key: "mini"}, notebook_dir=notebook_dir)
+    assert not run_dir.exists()
+    assert runner.coerce_param("T", 1, "float", "nb") == 1.0 and runner.coerce_param("S", 3, "str", "nb") == "3"
+
+
+def test_every_notebook_parameter_has_a_type_the_runner_checks():
+    for notebook in runner.discover_notebooks():
+        types = runner.parameter_types(notebook)
+        assert set(types) == runner.parameter_names(notebook)
+        assert set(types.values()) <= set(runner.EXAMPLES), f"{notebook.name}: {types}"
+
+
+def test_cli_rejects_a_bad_param_in_one_line_before_running(tmp_path):
+    proc = _cli("--profile", "tiny", "--run-dir", str(tmp_path / "r"), "--param", "NUM_CLIPS=abc")
+    assert proc.returncode == 1 and not (tmp_path / "r").exists()
+    assert proc.stderr.strip().splitlines() == [
+        "error: --param NUM_CLIPS='abc': 01-base-model.ipynb declares NUM_CLIPS: int; give a value of that type, "
+        "e.g. --param NUM_CLIPS=3"]
+
+
+def test_plan_only_checks_what_earlier_stages_must_have_written(tmp_path):
+    proc = _cli("--profile", "tiny", "--plan", "--only", "04", "05", "--run-dir", str(tmp_path / "empty"))
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert "[MISSING] 03-qa-construction/qa.jsonl: 04-cot-generation needs it:" in out
+    assert "run notebook 03 (or `python -m cogito_lib.pipe annotate`) first" in out
+    assert "[MISSING] base model: 04-cot-generation needs it:" in out
+    assert "[ok] 04-cot-generation/cot.jsonl: written by notebook 04" in out  # 05's input comes from 04, run first
+    assert "[MISSING] 02-data-collection/manifest.jsonl" in out
+    assert "all prerequisites present" not in out and not (tmp_path / "empty").exists()
+
+
+def test_a_run_dir_that_cannot_be_written_fails_in_one_line_before_running(notebook_dir, tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "run" / ".write-check-x"))
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
+    with pytest.raises(runner.RunError) as err:
+        runner.run("tiny", tmp_path / "run", notebook_dir=notebook_dir, progress=False)
+    message = str(err.value)
+    assert "\n" not in message and f"the run dir {tmp_path / 'run'} is not writable" in message
+    assert "Pass --run-dir with a folder you can write" in message
+    assert not (tmp_path / "run" / "00-first.ipynb").exists()
+
+
+def test_a_full_disk_inside_a_notebook_gives_one_line_and_keeps_earlier_results(notebook_dir, tmp_path):
+    _notebook(notebook_dir / "02-broken.ipynb",
+              "raise OSError(28, 'No space left on device', RUN_DIR + '/02-broken/big.bin')")
+    run_dir = tmp_path / "run"
+    with pytest.raises(runner.RunError) as err:
+        runner.run("tiny", run_dir, notebook_dir=notebook_dir, progress=False)
+    message = str(err.value)
+    assert message == (f"02-broken.ipynb: cannot write {run_dir}/02-broken/big.bin: the run dir {run_dir} is on a "
+                       f"full disk. Free some space (`df -h {run_dir}`) or pass --run-dir on another disk, then "
+                       "rerun: finished stages are reused")
+    assert load_run_metrics(run_dir)["stages"]["01-second"]["x"] == 1
+
+
+def test_headless_kernel_relays_progress_lines_and_restores_the_environment(capsys):
+    import io
+    import os
+
+    from cogito_lib.env import HEADLESS_ENV
+    from cogito_lib.progress import LOG_ENV, progress_bar
+
+    out = io.StringIO()
+    before = {k: os.environ.get(k) for k in (HEADLESS_ENV, LOG_ENV)}
+    with runner.headless_kernel(out):
+        assert os.environ[HEADLESS_ENV] == "1"
+        for _ in progress_bar(range(40), desc="sample", unit="chunk"):
+            pass
+    lines = out.getvalue().splitlines()
+    assert lines[0].strip() == "sample: 0/40 chunk (0%) started"
+    assert lines[-1].strip().startswith("sample: 40/40 chunk (100%) done in ") and len(lines) == 2
+    assert {k: os.environ.get(k) for k in (HEADLESS_ENV, LOG_ENV)} == before
+    assert capsys.readouterr().err == ""  # nothing on the terminal besides the relayed lines
+
+
+def test_an_executed_notebook_cut_short_never_replaces_the_previous_one(tmp_path):
+    output, partial = tmp_path / "04-x.ipynb", tmp_path / ".04-x.partial.ipynb"
+    output.write_text('{"cells": ["the previous run"]}')
+    partial.write_text('{"cells": ["cut sh')  # what papermill leaves when the disk fills mid-write
+    runner.keep_executed(partial, output)
+    assert output.read_text() == '{"cells": ["the previous run"]}' and not partial.exists()
+    partial.write_text('{"cells": ["this run"]}')
+    runner.keep_executed(partial, output)
+    assert json.loads(output.read_text()) == {"cells": ["this run"]} and not partial.exists()
+
+
+def test_a_run_whose_earlier_stages_are_missing_stops_before_running(tmp_path):
+    """`--only 04` on an empty run dir: one line naming the first missing input and the notebook that makes it;
+    no notebook runs and nothing is written."""
+    proc = _cli("--profile", "tiny", "--only", "04", "--run-dir", str(tmp_path / "empty"))
+    assert proc.returncode == 1 and not (tmp_path / "empty").exists()
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: nothing was run: 03-qa-construction/qa.jsonl: 04-cot-generation needs it: ")
+    assert "run notebook 03 (or `python -m cogito_lib.pipe annotate`) first" in line
+    assert "(1 more input(s) missing: `--plan` lists them all)" in line

@@ -590,9 +590,9 @@ class OpenAIChatBackend:
 
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
+            from ..progress import progress_bar
 
-            bar = tqdm(total=len(requests), desc=self.desc, unit="req")
+            bar = progress_bar(total=len(requests), desc=self.desc, unit="req")
         pool = ThreadPoolExecutor(max_workers=min(len(requests), len(self.clients) * self.concurrency))
         try:
             futures = [pool.submit(send, request) for request in requests]

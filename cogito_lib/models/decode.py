@@ -307,9 +307,9 @@ def decode(model, processor, frontend, prompts: Sequence[str], features: Sequenc
     texts: list[str | None] = [None] * len(rows)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-        bar = tqdm(total=len(rows), desc="decode", unit="row")
+        bar = progress_bar(total=len(rows), desc="decode", unit="row")
     device = next(model.parameters()).device
     for batch_prompts in batches:
         row_ids = [i for p in batch_prompts for i in by_prompt[p]]

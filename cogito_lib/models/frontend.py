@@ -183,9 +183,9 @@ class FrontEnd:
         items = list(missing.items())
         starts = range(0, len(items), self.batch_size)
         if progress and len(items) > self.batch_size:
-            from tqdm.auto import tqdm
+            from ..progress import progress_bar
 
-            starts = tqdm(starts, desc="front-end", unit="batch")
+            starts = progress_bar(starts, desc="front-end", unit="batch")
         started = time.perf_counter()
         tower = self.tower
         device, dtype = tower.conv1.weight.device, tower.conv1.weight.dtype

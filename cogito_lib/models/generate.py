@@ -185,9 +185,9 @@ def generate_texts(model, processor, prompts: Sequence[str], audios: Sequence[An
         gen_kwargs.update(stop_strings=list(sampling.stop), tokenizer=tokenizer)
     starts = range(0, len(prompts), batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-        starts = tqdm(starts, desc="generate", unit="batch")
+        starts = progress_bar(starts, desc="generate", unit="batch")
     results: list[list[str]] = []
     device = next(model.parameters()).device
     for b, start in enumerate(starts):

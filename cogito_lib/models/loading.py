@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..progress import quiet_library_bars
 from .families import FAMILIES, ModelFamily, family_for_checkpoint, family_for_model_type, get_family
 
 
@@ -87,6 +88,7 @@ def resolve_dtype(dtype: Any, device: str):
 
 def load_processor(name_or_path: str | os.PathLike, family: str | ModelFamily | None = None):
     """The family's processor from a checkpoint folder or cached hub id."""
+    quiet_library_bars()
     fam = get_family(family) if isinstance(family, str) else family
     folder = resolve_checkpoint(name_or_path, fam)
     fam = fam or detect_family(folder)
@@ -252,6 +254,7 @@ def save_model(model, processor, out_dir: str | os.PathLike, merge: bool = True)
     """Save a model (merging a LoRA adapter into the weights when `merge`) with its processor, loadable by
     `load_model(out_dir)`."""
     out_dir = Path(out_dir)
+    quiet_library_bars()
     if merge and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model.save_pretrained(out_dir)

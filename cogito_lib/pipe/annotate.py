@@ -683,7 +683,7 @@ def annotate(profile: Profile, run_dir: str | Path, *, tiers: Sequence[str] = DE
 
 def _annotate(profile: Profile, run_dir: str | Path, *, tiers: Sequence[str], fallback: str, seed: int | None,
               annotator: Annotator | None, progress: bool, retry_failed: bool) -> dict:
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -733,7 +733,7 @@ def _annotate(profile: Profile, run_dir: str | Path, *, tiers: Sequence[str], fa
     made_now = 0
     failed_batches = 0
     with JsonlJournal(stage_dir / JOURNAL) as journal, \
-            tqdm(total=len(clips), initial=resumed + len(transient), desc="annotate", unit="clip",
+            progress_bar(total=len(clips), initial=resumed + len(transient), desc="annotate", unit="clip",
                  disable=not progress, file=sys.stderr) as bar:
         for offset in range(0, len(todo), max(1, annotator.batch_size)):
             batch, ready = todo[offset:offset + max(1, annotator.batch_size)], []
@@ -910,27 +910,6 @@ def _save(figure, save_as):
     from cogito_lib.plots import _finish
 
     return _finish(figure, save_as, dpi=120)
-
-
-def question_examples(questions: Sequence[dict], run_dir: str | Path, n: int = 4):
-    """A VBox of a few questions, each with its clip's audio player, choices, label and tier (no reasoning)."""
-    import html
-
-    import ipywidgets as widgets
-
-    boxes = []
-    for q in list(questions)[:n]:
-        wav = Path(run_dir) / q["audio_path"]
-        player = (widgets.Audio(value=wav.read_bytes(), format="wav", autoplay=False) if wav.is_file()
-                  else widgets.HTML(f'<p style="color:#b00020">audio file missing: {html.escape(str(wav))}</p>'))
-        header = (f"<b>{html.escape(q['question'])}</b><br>choices: {html.escape(' | '.join(q['choices']))} · "
-                  f"label: <b>{html.escape(q['answer'])}</b><br><small>{html.escape(q['clip_id'])} · "
-                  f"{html.escape(q['modality'])} · {html.escape(q['category'])} / {html.escape(q['sub-category'])}"
-                  f" · {q['tier']} · skill {html.escape(str(q['skill']))}"
-                  f" · seeds {html.escape(', '.join(q['seed_ids']))}"
-                  "</small>")
-        boxes.append(widgets.VBox([widgets.HTML(header), player]))
-    return widgets.VBox(boxes or [widgets.HTML("<p>no questions to show</p>")])
 
 
 def rejections_table(rejections: Sequence[dict]):

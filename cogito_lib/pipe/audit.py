@@ -334,7 +334,7 @@ def _audit(profile: Profile, run_dir: str | Path, *, progress: bool, max_thinkin
     stage_dir.mkdir(parents=True, exist_ok=True)
     for stale in stage_dir.rglob(".*.tmp"):  # temp files of a writer killed mid-rename
         stale.unlink(missing_ok=True)
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     manifest_lines, manifest_bad = read_lines(inputs["manifest"])
     clips = {c["clip_id"]: c for _, c in manifest_lines if "clip_id" in c}
@@ -353,7 +353,8 @@ def _audit(profile: Profile, run_dir: str | Path, *, progress: bool, max_thinkin
     audio_check = AudioCheck(run_dir)
     entries = sorted([(n, raw) for n, raw in cot_lines] + [(n, None) for n, _ in cot_bad], key=lambda e: e[0])
     bad_detail = dict(cot_bad)
-    for number, raw in tqdm(entries, desc="audit: checks", unit="sample", disable=not progress, file=sys.stderr):
+    for number, raw in progress_bar(entries, desc="audit: checks", unit="sample", disable=not progress,
+                                    file=sys.stderr):
         if raw is None:
             rows.append({"id": f"cot-line-{number}", "question_id": None, "clip_id": None, "sample_index": None,
                          "thinking": None, "answer_prediction": None, "line": number, "question": None, "guided": False,
@@ -399,7 +400,7 @@ def _audit(profile: Profile, run_dir: str | Path, *, progress: bool, max_thinkin
     judged_now = 0
     judge_started = time.perf_counter()
     with JsonlJournal(stage_dir / JOURNAL) as journal, \
-            tqdm(total=len(candidates), initial=resumed, desc="audit: judge", unit="trace", disable=not progress,
+            progress_bar(total=len(candidates), initial=resumed, desc="audit: judge", unit="trace", disable=not progress,
                  file=sys.stderr) as bar:
         for start in range(0, len(todo), max(1, judge_batch_size)):
             batch = todo[start:start + max(1, judge_batch_size)]

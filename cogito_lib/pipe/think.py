@@ -233,9 +233,9 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
     backend = None
     iterator = todo
     if progress and todo:
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-        iterator = tqdm(todo, desc="think", unit="chunk")
+        iterator = progress_bar(todo, desc="think", unit="chunk")
     try:
         for index in iterator:
             if backend is None:

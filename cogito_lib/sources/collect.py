@@ -290,13 +290,13 @@ def collect_datasets(profile: Profile, run_dir: str | Path, *, num_clips: int | 
     chosen: dict[str, list[dict]] = {name: [] for name in wanted}
     position = {name: 0 for name in wanted}
     runner = _Runner(workers)
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     decoded = 0
     failed: collections.Counter = collections.Counter()  # audio failures per dataset in this run
     try:
         with JsonlJournal(stage_dir / JOURNAL) as journal, \
-                tqdm(total=sum(planned[n] for n in wanted), desc="collect", unit="clip", disable=not progress,
+                progress_bar(total=sum(planned[n] for n in wanted), desc="collect", unit="clip", disable=not progress,
                      file=sys.stderr) as bar:
             while True:
                 wave: dict[str, list[SourceItem]] = {}

@@ -398,9 +398,9 @@ def enrich_records(records: list[dict], stage_dir: Path, names: Sequence[str], *
     torch.set_num_threads(threads)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-        bar = tqdm(total=len(records), desc=f"enrich ({', '.join(active)})", unit="clip", file=sys.stderr)
+        bar = progress_bar(total=len(records), desc=f"enrich ({', '.join(active)})", unit="clip", file=sys.stderr)
     try:
         for record in records:
             todo = [n for n in active if options["force"] or is_thin(record, n)]

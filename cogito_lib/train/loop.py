@@ -140,14 +140,15 @@ def _distributed():
 
 def train_sft(model, processor, examples: Sequence[SFTExample], cfg: LoopConfig, *, audio: AudioCache,
               log_path: str | Path | None = None, progress: bool = True, checkpoint_dir: str | Path | None = None,
-              checkpoint_every: int = 0, accelerator: Any = None, frontend: Any = None) -> list[dict]:
+              checkpoint_every: int = 0, accelerator: Any = None, frontend: Any = None,
+              desc: str = "train") -> list[dict]:
     """Train `model` in place on `examples`; return (and journal to `log_path`) one log row per step:
     step, loss, lr, tokens (supervised), tokens_per_s, seconds.
 
     With `checkpoint_dir`, the trainable weights and optimizer are saved there atomically every
     `checkpoint_every` steps (and at the end); a later call with the same arguments resumes from that
     checkpoint, and the log keeps each step exactly once. Under `accelerate launch` (or with `accelerator`) the
-    batch of every step is split across the ranks and the gradients averaged.
+    batch of every step is split across the ranks and the gradients averaged. `desc` names the progress bar.
 
     With `frontend` (`models.frontend.FrontEnd`, for a frozen audio tower) every clip is encoded once, before the
     first step, and each step feeds the model `inputs_embeds` built from the cached features: the same numbers as
@@ -193,9 +194,9 @@ def train_sft(model, processor, examples: Sequence[SFTExample], cfg: LoopConfig,
         device = accelerator.device
     steps = range(first_step, cfg.steps)
     if progress and is_main:
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-        steps = tqdm(steps, desc="train", unit="step", initial=first_step, total=cfg.steps)
+        steps = progress_bar(steps, desc=desc, unit="step", initial=first_step, total=cfg.steps)
     model.train()
     logs = []
     try:

@@ -144,10 +144,10 @@ def collect(profile: Profile, run_dir: str | Path, *, num_clips: int | None = No
     resumed = len(records)
     tasks = [(world, world_seed, split, i, str(stage_dir)) for i in range(num_clips) if i not in records]
     failures: list[dict] = []
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     with JsonlJournal(stage_dir / JOURNAL) as journal, \
-            tqdm(total=num_clips, initial=resumed, desc="collect", unit="clip", disable=not progress,
+            progress_bar(total=num_clips, initial=resumed, desc="collect", unit="clip", disable=not progress,
                  file=sys.stderr) as bar:
         for result in _run_tasks(tasks, workers):
             if "record" in result:
