@@ -1,5 +1,7 @@
 """`python -m cogito_lib.train --profile P --run-dir D [--variant V ...] [--set train.max_steps=50]`: notebook 06's
-variants (`cogito_lib.distill.run_variants`) from the command line, in this process or under `accelerate launch`."""
+variants (`cogito_lib.distill.run_variants`) from the command line, in this process or under `accelerate launch`.
+With `--set train.engine=accelerate --set train.processes=8` it launches the ranks itself; `--job FILE` is what
+each of those ranks runs."""
 from __future__ import annotations
 
 import argparse
@@ -36,7 +38,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--first-round-only", action="store_true",
                         help="leave later self-distillation rounds (train.rounds > 1) to a later call")
+    parser.add_argument("--job", metavar="JOB_JSON",
+                        help="train one prepared job (written by notebook 06 with train.engine=accelerate into "
+                             "<variant>/launch/job.json); what every rank of `accelerate launch` runs")
     args = parser.parse_args(argv)
+    if args.job:
+        from ..distill import train_job
+
+        summary = train_job(args.job, progress=not args.no_progress)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"{summary['variant']}: {summary['status']} steps={summary['steps']} "
+                  f"final_loss={summary.get('final_loss')} lora={summary.get('lora')}")
+        return 0
     overrides: dict[str, Any] = {"train.max_steps": args.max_steps, "train.learning_rate": args.learning_rate,
                                  "train.threads": args.threads}
     for item in args.set:
