@@ -278,7 +278,8 @@ def audit(profile: Profile, run_dir: str | Path, *, progress: bool = True,
           judge: Any = None, judge_batch_size: int = DEFAULT_JUDGE_BATCH, export: bool = True,
           figures: bool = True) -> dict:
     """Stage 4: keep the samples of 04 that are answer-consistent, within length limits, judge-approved and not
-    repeated; write train.jsonl, rejected.jsonl, verdicts.jsonl, stats.json, figures and exports. Returns stats.
+    repeated; write train.jsonl, rejected.jsonl, verdicts.jsonl, stats.json, figures and exports (with the trainer
+    recipes, `cogito_lib.recipes`). Returns stats.
 
     `judge` overrides the profile's judge (any object with `verify(question, thinking, answer_prediction, clip)`
     returning a `Verdict`, optionally `verify_batch`). Raises MissingInput when an input file is absent."""
@@ -419,7 +420,7 @@ def audit(profile: Profile, run_dir: str | Path, *, progress: bool = True,
     if export:
         from ..exports import export_all
 
-        exports = export_all(kept, run_dir, stage_dir / "exports")
+        exports = export_all(kept, run_dir, stage_dir / "exports", profile=profile)
 
     reasons = Counter(r["reason"] for r in rows if r["reason"] is not None)
     funnel, remaining = {}, len(rows)
