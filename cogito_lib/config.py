@@ -430,6 +430,9 @@ def _validate(profile: Profile) -> None:
     t = profile.train
     if t.processes < 1 or t.micro_batch_size < 0:
         raise ConfigError("train.processes must be >= 1 and train.micro_batch_size >= 0 (0 = no gradient accumulation)")
+    if t.engine == "accelerate" and t.parallel > 1:
+        raise ConfigError("train.parallel > 1 starts one-thread processes of its own; with train.engine = "
+                          "'accelerate' the ranks share each variant instead: set train.parallel = 1")
     if t.processes > 1 and t.engine != "accelerate":
         raise ConfigError(f"train.processes = {t.processes} needs train.engine = 'accelerate' (the in-process engine "
                           "is one process)")

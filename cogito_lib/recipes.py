@@ -193,8 +193,9 @@ def write_ms_swift_recipe(export_dir: Path, run_dir: Path, settings: Mapping[str
 
 # ------------------------------------------------------------------------------------------------ LLaMA-Factory
 def llamafactory_config(settings: Mapping[str, Any], *, model: str, dataset_dir: str, dataset: str,
-                        output_dir: str, deepspeed: str | None) -> dict[str, Any]:
-    """The `llamafactory-cli train` config (LLaMA-Factory 0.9.5) for the run's settings."""
+                        output_dir: str, deepspeed: str | None, enable_thinking: bool = True) -> dict[str, Any]:
+    """The `llamafactory-cli train` config (LLaMA-Factory 0.9.5) for the run's settings; RecipeError if it would
+    not train on the reasoning (`check_keeps_reasoning`)."""
     s = settings
     config: dict[str, Any] = {
         "model_name_or_path": model, "trust_remote_code": False,
@@ -203,7 +204,7 @@ def llamafactory_config(settings: Mapping[str, Any], *, model: str, dataset_dir:
         "lora_target": ",".join(s["lora_targets"]),
         "freeze_vision_tower": bool(s["freeze_audio"]), "freeze_multi_modal_projector": True,
         "dataset_dir": dataset_dir, "dataset": dataset, "media_dir": ".",
-        "template": s["llamafactory_template"], "enable_thinking": True,
+        "template": s["llamafactory_template"], "enable_thinking": enable_thinking,
         "cutoff_len": MAX_LENGTH, "overwrite_cache": True, "preprocessing_num_workers": 4,
         "dataloader_num_workers": 2,
         "output_dir": output_dir, "logging_steps": 10, "save_steps": s["checkpoint_every"] or 500,

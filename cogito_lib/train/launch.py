@@ -52,7 +52,7 @@ def accelerate_command(job_file: str | Path, *, processes: int, config_file: str
     if config_file:
         cmd += ["--config_file", str(config_file)]
     else:
-        cmd += ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        cmd += (["--multi_gpu"] if processes > 1 else []) + ["--mixed_precision", "no", "--dynamo_backend", "no"]
     return cmd + ["-m", "cogito_lib.train", "--job", str(job_file)]
 
 

@@ -390,7 +390,6 @@ def _accumulated_step(train_model, model, optimizer, accelerator, encode, idx, c
     else:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
     optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
     tokens = sum(int((b["labels"] != -100).sum()) for b in micro)
     return loss_sum, torch.tensor(tokens, device=loss_sum.device)
 
