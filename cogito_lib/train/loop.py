@@ -214,7 +214,8 @@ def _save_ds_checkpoint(accelerator, checkpoint_dir: Path, step: int) -> None:
     from ..io import write_json
 
     root = Path(checkpoint_dir) / DS_CHECKPOINT
-    accelerator.save_state(str(root / f"step-{step}"))
+    # the frozen base stays out: it is the base checkpoint itself (61 GB for Qwen3-Omni-30B-A3B in bf16)
+    accelerator.save_state(str(root / f"step-{step}"), exclude_frozen_parameters=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_json(root / "latest.json", {"step": step, "folder": f"step-{step}"})
@@ -231,7 +232,7 @@ def _load_ds_checkpoint(accelerator, checkpoint_dir: Path) -> int:
     latest = read_json(root / "latest.json") or {}
     if not latest.get("step") or not (root / latest["folder"]).is_dir():
         return 0
-    accelerator.load_state(str(root / latest["folder"]))
+    accelerator.load_state(str(root / latest["folder"]), load_module_strict=False)  # trainable weights only
     return int(latest["step"])
 
 
