@@ -136,7 +136,7 @@ def test_zero3_trains_gathers_merges_and_resumes(tmp_path):
                     "COGITO_DEEPSPEED_PYTHON at a python that has it)")
     run_dir = make_run_dir(tmp_path / "run", profile=load_profile("tiny", MOE))
     zero3 = ("train.engine=accelerate", "train.processes=2", "train.accelerate_config=configs/accelerate/"
-             "deepspeed_zero3.yaml")
+             "deepspeed_zero3.yaml", "train.micro_batch_size=1")  # 2 accumulated micro-batches per rank and step
     done = _train_cli(python, run_dir, *zero3, timeout=1200)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     summary = _check_trained(run_dir, processes=2)

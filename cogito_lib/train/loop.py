@@ -177,6 +177,9 @@ def make_accelerator(gradient_accumulation_steps: int = 1, force: bool = False):
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs
 
+    # accelerate takes the accumulation from this variable over the argument, and `accelerate launch` sets it from
+    # the config's deepspeed gradient_accumulation_steps (1): the loop's own count must win, for DeepSpeed too
+    os.environ["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] = str(gradient_accumulation_steps)
     cuda = torch.cuda.is_available()
     handlers = []
     if not cuda and uses_deepspeed():
