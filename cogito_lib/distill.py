@@ -267,7 +267,8 @@ def _fingerprint(profile: Profile, base: str, steps: int, tset: TrainingSet, run
         train.pop(key)
     # how the steps are split over processes and micro-batches changes the numbers only slightly, but it does: it
     # counts, except at its defaults (one process, no accumulation), so run dirs trained before these existed stay
-    for key, default in (("engine", "inprocess"), ("processes", 1), ("micro_batch_size", 0), ("accelerate_config", "")):
+    defaults = {"engine": "inprocess", "processes": 1, "micro_batch_size": 0, "accelerate_config": ""}
+    for key, default in defaults.items():
         if train[key] == default:
             train.pop(key)
     data = stable_id([portable(dataclasses.astuple(e), run_dir) for e in tset.examples], length=16)

@@ -217,7 +217,7 @@ def _save_ds_checkpoint(accelerator, checkpoint_dir: Path, step: int) -> None:
     from ..io import write_json
 
     root = Path(checkpoint_dir) / DS_CHECKPOINT
-    # the frozen base stays out: it is the base checkpoint itself (61 GB for Qwen3-Omni-30B-A3B in bf16)
+    # the frozen base stays out: it is the base checkpoint itself, tens of GB at paper scale
     accelerator.save_state(str(root / f"step-{step}"), exclude_frozen_parameters=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
