@@ -130,7 +130,8 @@ class ThinkConfig:
     # plan-guided samples per question (pipe/think.py; beyond the paper): the thinker's own listing, then the
     # annotator's step names one by one for it to fill in. 0 = the paper's stage 3 (question and choices only)
     plan_samples: int = 0
-    batch_size: int = 32  # prompts per generation batch
+    # samples decoded together (the K samples of several questions; the miniature's samples do not depend on it)
+    batch_size: int = 256
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,9 @@ class TrainConfig:
     checkpoint_every: int = 25  # steps between resumable checkpoints (0 = only at the end)
     merge: bool = True  # also save the base with the adapter merged in (what notebook 07 loads)
     threads: int = 0  # torch CPU threads per training process; 0 = all cores
-    parallel: int = 1  # variants trained at once as separate one-thread processes (1 = in-process, in turn)
+    # variants trained at once as separate one-thread processes (1 = in-process, in turn); self_distill's later
+    # rounds run in its own process, beside the controls (distill.launch_parallel)
+    parallel: int = 1
     # who runs each variant's training: "inprocess" (the kit's loop in this process: the miniature) or
     # "accelerate" (the same loop under `accelerate launch -m cogito_lib.train`, train.processes ranks)
     engine: str = "inprocess"
@@ -178,6 +181,16 @@ class EvalConfig:
     num_items: int = 600  # MMAR-synth size
     seed: int = 7007  # world seed of the held-out benchmark split
     rubric_runs: int = 5  # rater runs; highest and lowest dropped
+    batch_size: int = 64  # items answered together (greedy, batched by prompt length)
+
+
+@dataclass(frozen=True)
+class LLMRequestConfig:
+    """Requests to an OpenAI-compatible endpoint (`models.backend = "openai"`: the annotator, the trace judge)."""
+
+    timeout_s: float = 30.0  # seconds to wait for one reply before the try counts as failed
+    retries: int = 2  # further tries of a failed request (timeout, 429, 5xx), with exponential backoff
+    backoff_max_s: float = 8.0  # longest wait between two tries (a server's Retry-After is honoured up to this)
 
 
 @dataclass(frozen=True)
@@ -213,6 +226,7 @@ class Profile:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     datasets: DatasetRoots = field(default_factory=DatasetRoots)
+    llm: LLMRequestConfig = field(default_factory=LLMRequestConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -249,7 +263,7 @@ def _mini() -> Profile:
         requires_gpu=False,
         # three self-distillation rounds, each sampling with the previous round's model; every control trains
         # as many steps as the three rounds together
-        train=TrainConfig(rounds=3),
+        train=TrainConfig(rounds=3, parallel=2),
         think=ThinkConfig(plan_samples=2),
     )
 
@@ -288,7 +302,7 @@ def _paper() -> Profile:
 
 
 _BUILDERS = {"tiny": _tiny, "mini": _mini, "paper": _paper}
-_SECTIONS = ("world", "collect", "models", "base", "annotate", "think", "train", "eval", "datasets")
+_SECTIONS = ("world", "collect", "models", "base", "annotate", "think", "train", "eval", "datasets", "llm")
 # Values a field may take when it is a choice, checked on load and on override.
 CHOICES: dict[str, tuple[str, ...]] = {
     "collect.source": ("world", "datasets"),
@@ -424,6 +438,8 @@ def _validate(profile: Profile) -> None:
     if not 0 <= profile.think.plan_samples <= profile.think.num_samples:
         raise ConfigError("think.plan_samples must be >= 0 and <= think.num_samples (each plan-guided sample grows "
                           "from one of the first plain samples' listing); 0 turns plan guidance off")
+    if not profile.llm.timeout_s > 0 or profile.llm.retries < 0 or profile.llm.backoff_max_s < 0:
+        raise ConfigError("llm.timeout_s must be > 0 seconds, llm.retries >= 0 and llm.backoff_max_s >= 0 seconds")
     if profile.train.skill_target < 0:
         raise ConfigError("train.skill_target must be >= 0 (traces per skill in self_distill and gold_cot; 0 = off, "
                           "every survivor once)")

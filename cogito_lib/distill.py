@@ -43,7 +43,8 @@ import numpy as np
 from .config import Profile, profile_overrides
 from .io import from_portable, portable, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from .layout import BASE as BASE_STAGE
-from .layout import COLLECT, FILES, QA, TRAIN, VARIANTS, base_model_path, in_run, path, require, round_name
+from .layout import (CACHE, COLLECT, FILES, QA, TRAIN, VARIANTS, base_model_path, frontend_cache, in_run, path,
+                     require, round_name, stage_lock, writes_stage)
 from .mmar import item_prompt
 from .models.audio import AudioCache
 from .env import set_threads
@@ -318,6 +319,7 @@ def _train_here(profile: Profile, out_dir: Path, tset: TrainingSet, steps: int, 
     launch` (the Accelerator first, so that the model loads onto this rank's device, or sharded under ZeRO-3).
     `job`: started by `_train_launched`, so an Accelerator is made even for a single process."""
     from .models import load_model, lora_report, save_model
+    from .models.frontend import make_frontend
 
     t = profile.train
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -338,9 +340,12 @@ def _train_here(profile: Profile, out_dir: Path, tset: TrainingSet, steps: int, 
                      micro_batch_size=t.micro_batch_size)
     resumed = (out_dir / "checkpoint.pt").exists() or (out_dir / DS_CHECKPOINT / "latest.json").exists()
     started = time.perf_counter()
+    # the clip-feature cache runs the tower outside the wrapped forward: not where DeepSpeed owns the weights
+    deepspeed = accelerator is not None and getattr(accelerator.state, "deepspeed_plugin", None) is not None
+    frontend = None if deepspeed else make_frontend(model, processor, frontend_cache(run_dir), training=True)
     logs = train_sft(model, processor, tset.examples, cfg, audio=AudioCache(), log_path=out_dir / "train_log.jsonl",
                      progress=progress, checkpoint_dir=out_dir, checkpoint_every=t.checkpoint_every,
-                     accelerator=accelerator)
+                     accelerator=accelerator, frontend=frontend)
     base_in_run = portable(str(base), run_dir)
     # under ZeRO-3 the weights are partitioned: the adapter is gathered (every rank takes part) and the merge is
     # left to the process that launched the ranks
@@ -373,24 +378,32 @@ def _train_launched(profile: Profile, out_dir: Path, tset: TrainingSet, steps: i
                     run_dir: Path, progress: bool = True) -> dict:
     """Train under `accelerate launch` (train.processes ranks, train.accelerate_config) and wait; the ranks read
     the job from `out_dir/launch/job.json` and the examples from data.jsonl. Then merge the adapter into the base
-    here when train.merge (the ranks cannot under ZeRO-3). The command, its config and its log stay in launch/."""
+    here when train.merge (the ranks cannot under ZeRO-3). The command, its config and its log stay in launch/.
+    The ranks write the stage folder under this process's lock (shared with them, as `launch_parallel` does)."""
     from .train.launch import run_job
 
     job = {"profile": profile.name, "overrides": profile_overrides(profile), "out_dir": str(out_dir),
            "run_dir": str(run_dir), "variant": tset.variant, "base": str(base), "steps": steps,
            "own": tset.own, "replay": tset.replay, "fingerprint": key}
-    run_job(job, out_dir / "launch", processes=profile.train.processes, config_file=profile.train.accelerate_config,
-            progress=progress, step_log=out_dir / "train_log.jsonl", total_steps=steps)
-    summary = read_json(out_dir / "summary.json") or {}
-    if summary.get("fingerprint") != key or summary.get("status") != "trained":
-        raise RuntimeError(f"the launched training of {tset.variant} finished without writing its summary "
-                           f"({out_dir / 'summary.json'}); see {out_dir / 'launch' / 'train.log'}")
-    if profile.train.merge and not summary.get("merged"):
-        merge_adapter(profile, base, out_dir / "adapter", out_dir / "merged")
-        summary["merged"] = str(out_dir / "merged")
-        write_json(out_dir / "summary.json", summary)
+    with _variant_lock(out_dir, share=True):
+        run_job(job, out_dir / "launch", processes=profile.train.processes,
+                config_file=profile.train.accelerate_config, progress=progress,
+                step_log=out_dir / "train_log.jsonl", total_steps=steps)
+        summary = read_json(out_dir / "summary.json") or {}
+        if summary.get("fingerprint") != key or summary.get("status") != "trained":
+            raise RuntimeError(f"the launched training of {tset.variant} finished without writing its summary "
+                               f"({out_dir / 'summary.json'}); see {out_dir / 'launch' / 'train.log'}")
+        if profile.train.merge and not summary.get("merged"):
+            merge_adapter(profile, base, out_dir / "adapter", out_dir / "merged")
+            summary["merged"] = str(out_dir / "merged")
+            write_json(out_dir / "summary.json", summary)
     summary["cached"] = False
     return summary
+
+
+def _variant_lock(out_dir: Path, *, share: bool = False):
+    """The lock of the stage folder holding variant folder `out_dir` (`RUN_DIR/06-.../<variant>`)."""
+    return stage_lock(out_dir.parent.parent, out_dir.parent.name, share=share)
 
 
 def train_job(job_file: str | Path, *, progress: bool = True) -> dict:
@@ -406,8 +419,10 @@ def train_job(job_file: str | Path, *, progress: bool = True) -> dict:
     fields = [f.name for f in dataclasses.fields(SFTExample)]
     examples = [SFTExample(**{k: r[k] for k in fields}) for r in rows]
     tset = TrainingSet(job["variant"], examples, job["own"], job["replay"])
-    return _train_here(profile, out_dir, tset, job["steps"], base=job["base"], key=job["fingerprint"],
-                       run_dir=Path(job["run_dir"]), progress=progress, job=True)
+    # rank 0 writes under the launcher's lock (or takes it, started by hand); the other ranks write nothing
+    with _variant_lock(out_dir):
+        return _train_here(profile, out_dir, tset, job["steps"], base=job["base"], key=job["fingerprint"],
+                           run_dir=Path(job["run_dir"]), progress=progress, job=True)
 
 
 def merge_adapter(profile: Profile, base: str | Path, adapter: str | Path, out_dir: str | Path) -> Path:
@@ -418,6 +433,7 @@ def merge_adapter(profile: Profile, base: str | Path, adapter: str | Path, out_d
     return save_model(load_adapter(model, adapter), processor, out_dir, merge=True)
 
 
+@writes_stage(STAGE)
 def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] | str | None = None, *,
                  later_rounds: bool = True, progress: bool = True) -> dict:
     """Build and train every requested variant (in turn, in this process) with equal compute; variants without
@@ -471,25 +487,45 @@ def load_logs(run_dir: str | Path, variants: Sequence[str] | None = None) -> dic
             if (stage_dir / name / "train_log.jsonl").exists()}
 
 
-def launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[str], *, processes: int = 2,
+def launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Sequence[str], *, processes: int = 2,
                     overrides: dict[str, Any] | None = None, log_dir: str | Path | None = None) -> dict[str, int]:
     """Train independent variants as separate processes with one torch thread each, `processes` at a time
-    (~1.3x the throughput of one process on 2 cores). Returns each variant's exit code."""
+    (~1.3x the throughput of one process on 2 cores). `self_distill` runs its later rounds (`train.rounds`) in its
+    own process, so the rounds' sampling and training overlap the controls' training; it starts first. Each
+    process gets `profile` (every value that differs from its named profile, seeds included) and `overrides`.
+    Returns each variant's exit code; logs are in `log_dir` (default `RUN_DIR/06-.../logs/`). The worker
+    processes write 06 under this process's lock (no other writer meanwhile)."""
+    with stage_lock(run_dir, STAGE, share=True):
+        return _launch_parallel(profile, run_dir, variants, processes=processes, overrides=overrides,
+                                log_dir=log_dir)
+
+
+def _launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Sequence[str], *, processes: int,
+                     overrides: dict[str, Any] | None, log_dir: str | Path | None) -> dict[str, int]:
     import json
+
+    from .config import profile_overrides
 
     run_dir = Path(run_dir)
     log_dir = Path(log_dir or run_dir / STAGE / "logs")
     log_dir.mkdir(parents=True, exist_ok=True)
-    sets = [f"{k}={json.dumps(v)}" for k, v in (overrides or {}).items() if v is not None]
+    name_of = profile if isinstance(profile, str) else profile.name
+    values = {} if isinstance(profile, str) else profile_overrides(profile)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    sets = [f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in values.items()]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    pending, running, codes = list(variants), {}, {}
+    pending = sorted(dict.fromkeys(variants), key=lambda v: v != "self_distill")
+    running, codes = {}, {}
     while pending or running:
         while pending and len(running) < max(1, processes):
             name = pending.pop(0)
-            cmd = [sys.executable, "-m", "cogito_lib.train", "--profile", profile_name, "--run-dir", str(run_dir),
-                   "--variant", name, "--threads", "1", "--no-progress", "--first-round-only"]
+            cmd = [sys.executable, "-m", "cogito_lib.train", "--profile", name_of, "--run-dir", str(run_dir),
+                   "--variant", name, "--threads", "1", "--no-progress"]
             for item in sets:
                 cmd += ["--set", item]
+            cmd += ["--set", "base.threads=1"]  # the rounds' sampling too: one thread per process
+            if name != "self_distill":
+                cmd.append("--first-round-only")
             out = open(log_dir / f"{name}.log", "w")
             running[name] = (subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env), out)
         for name, (proc, out) in list(running.items()):
@@ -502,7 +538,7 @@ def launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[s
 
 
 # --------------------------------------------------------------------------------------------- later rounds
-ROUND_LINKED = (BASE_STAGE, COLLECT, QA)
+ROUND_LINKED = (BASE_STAGE, COLLECT, QA, CACHE)  # CACHE: the round's samples reuse the run's clip features
 ROUND_OWN = (FILES["cot"].stage, FILES["survivors"].stage)  # the stages a round redoes (04, 05)
 
 
@@ -512,6 +548,7 @@ def round_run_dir(run_dir: str | Path, round_index: int) -> Path:
     run_dir = Path(run_dir).resolve()
     shadow = run_dir / STAGE / f"round{round_index}" / "run"
     shadow.mkdir(parents=True, exist_ok=True)
+    (run_dir / CACHE).mkdir(exist_ok=True)
     for name in ROUND_LINKED:
         link = shadow / name
         target = Path(os.path.relpath(run_dir / name, shadow))

@@ -29,7 +29,7 @@ from ..config import Profile
 from ..io import write_json
 from ..judges import JudgeUnavailable, describe, make_judge
 from ..layout import EVAL as STAGE
-from ..layout import headline_model
+from ..layout import headline_model, writes_stage
 from .benchmark import Benchmark, BenchmarkMissing, check_benchmark, load_benchmark, mmar_missing_message
 from .headline import headline_verdicts, pooled_comparisons, seeds_markdown, summarise_seeds
 from .predictions import ModelSpec, discover_models, generate_predictions, load_eval_model, predict, predictions_path
@@ -50,6 +50,7 @@ def rubric_judge(profile: Profile, benchmark: Benchmark, stage_dir: str | Path):
     return judge, describe(judge)
 
 
+@writes_stage(STAGE)
 def evaluate(profile: Profile, run_dir: str | Path, *, models: Sequence[str] | None = None,
              max_new_tokens: int | None = None, batch_size: int | None = None, n_boot: int = 2000,
              progress: bool = True) -> Evaluation:
@@ -62,7 +63,7 @@ def evaluate(profile: Profile, run_dir: str | Path, *, models: Sequence[str] | N
     specs = discover_models(profile, run_dir, models)
     benchmark = load_benchmark(profile, run_dir, progress=progress)
     max_new_tokens = int(max_new_tokens or profile.think.max_new_tokens)
-    batch_size = int(batch_size or profile.think.batch_size)
+    batch_size = int(batch_size or profile.eval.batch_size)
     judge, judge_note = rubric_judge(profile, benchmark, stage_dir)
     predictions, scores, runs = {}, {}, {}
     for name, spec in specs.items():

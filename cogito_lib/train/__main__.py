@@ -10,9 +10,10 @@ import os
 import sys
 from typing import Any, Sequence
 
-from ..config import load_profile, resolve_run_dir
-from ..distill import run_variants
-from ..layout import VARIANTS
+from ..config import ConfigError, load_profile, resolve_run_dir
+from ..distill import run_variants, train_job
+from ..io import DEBUG_HELP, LOCK_WAIT_ENV, cli_main
+from ..layout import VARIANTS, MissingInput
 
 
 def _parse_value(text: str) -> Any:
@@ -41,15 +42,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--job", metavar="JOB_JSON",
                         help="train one prepared job (written by notebook 06 with train.engine=accelerate into "
                              "<variant>/launch/job.json); what every rank of `accelerate launch` runs")
+    parser.add_argument("--wait", action="store_true",
+                        help="wait while another process writes 06 of the run dir (default: stop)")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
+    if args.wait:
+        os.environ[LOCK_WAIT_ENV] = "1"
     if args.job:
-        from ..distill import train_job
+        return cli_main(lambda: _train_job(args), debug=args.debug, usage_errors=(ConfigError, MissingInput))
+    return cli_main(lambda: _train(parser, args), debug=args.debug, usage_errors=(ConfigError, MissingInput))
 
-        summary = train_job(args.job, progress=not args.no_progress)
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(f"{summary['variant']}: {summary['status']} steps={summary['steps']} "
-                  f"final_loss={summary.get('final_loss')} lora={summary.get('lora')}")
-        return 0
+
+def _train_job(args: argparse.Namespace) -> int:
+    summary = train_job(args.job, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{summary['variant']}: {summary['status']} steps={summary['steps']} "
+              f"final_loss={summary.get('final_loss')} lora={summary.get('lora')}")
+    return 0
+
+
+def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {"train.max_steps": args.max_steps, "train.learning_rate": args.learning_rate,
                                  "train.threads": args.threads}
     for item in args.set:

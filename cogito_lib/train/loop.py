@@ -157,6 +157,18 @@ def load_checkpoint(path: str | Path, model, optimizer) -> int:
     return int(state["step"])
 
 
+def _embeds_train(model) -> bool:
+    """Whether the token embedding or the audio projector has trainable weights."""
+    from ..models.frontend import core_model
+
+    core = core_model(model)
+    parts = [core.get_input_embeddings()]
+    projector = getattr(getattr(core, "model", None), "multi_modal_projector", None)
+    if projector is not None:
+        parts.append(projector)
+    return any(p.requires_grad for part in parts for p in part.parameters())
+
+
 def launched() -> bool:
     """Whether this process is one rank of several (started by `accelerate launch` or `torchrun`)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -241,7 +253,7 @@ def _load_ds_checkpoint(accelerator, checkpoint_dir: Path) -> int:
 
 def train_sft(model, processor, examples: Sequence[SFTExample], cfg: LoopConfig, *, audio: AudioCache,
               log_path: str | Path | None = None, progress: bool = True, checkpoint_dir: str | Path | None = None,
-              checkpoint_every: int = 0, accelerator: Any = None) -> list[dict]:
+              checkpoint_every: int = 0, accelerator: Any = None, frontend: Any = None) -> list[dict]:
     """Train `model` in place on `examples`; return (and journal to `log_path`) one log row per step:
     step, loss, lr, tokens (supervised), tokens_per_s, seconds.
 
@@ -250,7 +262,11 @@ def train_sft(model, processor, examples: Sequence[SFTExample], cfg: LoopConfig,
     checkpoint, and the log keeps each step exactly once. Under `accelerate launch` (or with `accelerator`) the
     batch of every step is split across the ranks and the gradients averaged; with `cfg.micro_batch_size` each
     rank's share is split again into micro-batches whose gradients accumulate before the step (the accelerator
-    must then have been made with `make_accelerator(accumulation_steps(...))`)."""
+    must then have been made with `make_accelerator(accumulation_steps(...))`).
+
+    With `frontend` (`models.frontend.FrontEnd`, for a frozen audio tower) every clip is encoded once, before the
+    first step, and each step feeds the model `inputs_embeds` built from the cached features: the same numbers as
+    the model's own audio path, without rerunning the tower on every batch."""
     import torch
 
     from ..models.generate import build_training_text, encode_training_batch
@@ -265,8 +281,18 @@ def train_sft(model, processor, examples: Sequence[SFTExample], cfg: LoopConfig,
         raise ValueError(f"the accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches, this "
                          f"loop {accumulate}: make it with make_accelerator({accumulate})")
     zero3 = _zero3(accelerator)
+    if frontend is not None and accelerator is not None and (
+            _embeds_train(model) or getattr(accelerator.state, "deepspeed_plugin", None) is not None):
+        # embeddings built outside the wrapped forward would not have their gradients averaged, and DeepSpeed
+        # (ZeRO-3) holds only this rank's shard of the tower and embedding outside its own forward
+        frontend = None
     torch.manual_seed(cfg.seed)
     texts = [build_training_text(processor, e.prompt_text, e.reasoning, e.answer) for e in examples]
+    features = None
+    if frontend is not None:
+        paths = list(dict.fromkeys(e.audio_path for e in examples))
+        by_path = dict(zip(paths, frontend.features([audio(p) for p in paths], progress=progress and is_main)))
+        features = [by_path[e.audio_path] for e in examples]
     groups = _param_groups(model, cfg)
     optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     batches = batch_order(len(examples), cfg.steps, cfg.batch_size, cfg.seed)
@@ -304,6 +330,12 @@ def train_sft(model, processor, examples: Sequence[SFTExample], cfg: LoopConfig,
     logs = []
 
     def encode(idx):
+        if features is not None:
+            chosen = [features[i] for i in idx]
+            batch = encode_training_batch(processor, [texts[i] for i in idx], features=chosen)
+            batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
+            batch["inputs_embeds"] = frontend.embed(model, batch.pop("input_ids"), chosen)
+            return batch
         batch = encode_training_batch(processor, [texts[i] for i in idx], [audio(examples[i].audio_path) for i in idx])
         return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
 
