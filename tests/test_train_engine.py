@@ -60,6 +60,17 @@ def test_the_launch_command():
     assert zero3[zero3.index("--config_file") + 1] == "z3.yaml" and "--multi_gpu" not in zero3
 
 
+def test_a_failing_rank_stops_the_launch_with_its_own_one_line_error(tmp_path):
+    from cogito_lib.train.launch import LaunchError, run_job
+
+    job = {"profile": "tiny", "overrides": {"train.engine": "deepspeed"}}  # refused by every rank
+    with pytest.raises(LaunchError) as caught:
+        run_job(job, tmp_path / "launch", processes=1, progress=False)
+    message = str(caught.value)
+    assert "\n" not in message and "error: train.engine" in message
+    assert str(tmp_path / "launch" / "train.log") in message and (tmp_path / "launch" / "command.sh").exists()
+
+
 @pytest.fixture(scope="module")
 def moe_run(tmp_path_factory):
     return make_run_dir(tmp_path_factory.mktemp("engine") / "run", profile=load_profile("tiny", MOE))

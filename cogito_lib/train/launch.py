@@ -139,10 +139,15 @@ def run_job(job: Mapping[str, Any], launch_dir: str | Path, *, processes: int, c
         bar.n = min(total_steps, _logged_steps(Path(step_log) if step_log else None))
         bar.close()
     if proc.returncode != 0:
-        lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        # a rank's own exception, not the launcher's traceback that follows it
-        cause = next((line for line in lines if re.match(r"^(\[rank\d+\]: )?\w+(Error|Exception): ", line)), None)
         raise LaunchError(f"accelerate launch exited with {proc.returncode} after {time.perf_counter() - started:.0f}"
-                          f" s: {cause or 'see the log'}\nThe command is {launch_dir / 'command.sh'}, the whole log "
-                          f"{log}. Last lines:\n" + "\n".join(lines[-8:]))
+                          f" s: {failure_cause(log)}; the log is {log}, the command {launch_dir / 'command.sh'}")
     return log
+
+
+def failure_cause(log: Path) -> str:
+    """What stopped a launch, from its log: a rank's own one-line error (`error: ...`, as `cogito_lib.train`
+    prints it) or exception line, not the launcher's traceback that follows it."""
+    lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    pattern = re.compile(r"^(\[rank\d+\]: )?(error: |\w+(Error|Exception): )")
+    found = next((line for line in lines if pattern.match(line)), None)
+    return re.sub(r"^\[rank\d+\]: ", "", found) if found else "no error line; see the log"
