@@ -1,10 +1,13 @@
 # Audio-Cogito research kit. The two commands a newcomer needs:
 #   make reproduce   # creates .venv on first use, then runs every notebook headlessly (PROFILE=mini, CPU)
-#   make test        # same environment; unit tests + every notebook under the fast `tiny` profile
+#   make test        # same environment; unit tests + every notebook under the fast `tiny` profile + the paper-smoke
+# At paper scale: make plan CONFIG=configs/paper/node-8gpu.toml, then make reproduce CONFIG=... (docs/paper-scale.md)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
-PROFILE ?= mini
+PROFILE ?=
+CONFIG ?=
+SET ?=
 RUN_DIR ?=
 ONLY ?=
 SEEDS ?= 0 1 2
@@ -12,14 +15,16 @@ SYSTEM_PACKAGES := espeak-ng
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cogito-installed
 
-.PHONY: reproduce headline test test-unit test-notebooks lab plan venv system-deps check-envs clean distclean help
+.PHONY: reproduce headline test test-unit test-notebooks paper-smoke lab plan venv system-deps check-envs clean distclean help
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make reproduce [PROFILE=mini|tiny|paper] [RUN_DIR=dir] [ONLY='00 02']  run the notebooks headlessly"
+	@echo "make reproduce [PROFILE=mini|tiny|paper] [CONFIG=file.toml] [SET='key=value ...'] [RUN_DIR=dir] [ONLY='00 02']"
+	@echo "                     run the notebooks headlessly (default profile mini; CONFIG: a run configuration, configs/paper/)"
 	@echo "make headline [PROFILE=mini] [SEEDS='0 1 2']  the whole loop once per seed, then one table (runs/<profile>-headline/)"
-	@echo "make test            unit tests + notebooks under the tiny profile"
-	@echo "make plan [PROFILE=paper]   what would run and what is missing, without running"
+	@echo "make test            unit tests + notebooks under the tiny profile + the paper-smoke"
+	@echo "make paper-smoke     notebooks 00-07 through the paper profile's code path on a CPU (runs/paper-smoke/)"
+	@echo "make plan [PROFILE=paper] [CONFIG=file.toml]   what would run and what is missing, without running"
 	@echo "make lab             JupyterLab on the kit's kernel ('cogito')"
 	@echo "make check-envs      do the engine locks envs/*/requirements.txt still resolve? (network, several GB of downloads)"
 	@echo "make clean           remove runs/ and caches (keeps .venv);  make distclean also removes .venv"
@@ -52,14 +57,22 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 	@$(MAKE) --no-print-directory system-deps
 
+RUN_ARGS = $(if $(PROFILE),--profile $(PROFILE)) $(if $(CONFIG),--config $(CONFIG)) $(foreach s,$(SET),--set $(s)) \
+           $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+
 reproduce: venv
-	$(PY) -m cogito_lib.run --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(ONLY),--only $(ONLY))
+	$(PY) -m cogito_lib.run $(RUN_ARGS) $(if $(ONLY),--only $(ONLY))
 
 headline: venv
-	$(PY) scripts/headline.py --profile $(PROFILE) --seeds $(SEEDS)
+	$(PY) scripts/headline.py --profile $(or $(PROFILE),mini) --seeds $(SEEDS)
 
 plan: venv
-	$(PY) -m cogito_lib.run --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --plan
+	$(PY) -m cogito_lib.run $(RUN_ARGS) --plan
+
+# The paper profile's whole path on a CPU with tiny models and stand-in vLLM servers (scripts/paper_smoke.py);
+# `make test` runs it too (tests/test_paper_smoke.py).
+paper-smoke: venv
+	$(PY) scripts/paper_smoke.py
 
 test: venv
 	$(PY) -m pytest

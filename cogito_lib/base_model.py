@@ -209,10 +209,13 @@ def demo_item(profile: Profile, run_dir: str | Path) -> dict:
     if profile.datasets.mmar:
         from .mmar import load_meta
 
-        meta = load_meta(Path(profile.datasets.mmar) / "MMAR-meta.jsonl", Path(profile.datasets.mmar))
+        meta = load_meta(Path(profile.datasets.mmar) / "MMAR-meta.jsonl", Path(profile.datasets.mmar),
+                         check_audio=False)  # one item is shown: only its audio must be here
         meta.raise_if_problems()
         item = dict(meta.items[0])
-        item["audio_file"] = str(Path(profile.datasets.mmar) / item["audio_path"])
+        if not Path(item["audio_file"]).is_file():
+            raise FileNotFoundError(f"{item['audio_file']} not found: the MMAR audio is incomplete "
+                                    "(`python -m cogito_lib.run --plan` counts what is missing)")
         return item
     _, clips, _ = _world(profile, Path(run_dir), seed=profile.base.check_seed, num_clips=7, split="demo",
                          progress=False)
@@ -220,17 +223,31 @@ def demo_item(profile: Profile, run_dir: str | Path) -> dict:
 
 
 def answer_with_base(profile: Profile, run_dir: str | Path, model_path: str | None = None) -> dict:
-    """Load the base (the real checkpoint in `paper`, the pretrained tiny one otherwise) and answer one item."""
-    from .models import load_model
-    from .models.generate import SamplingConfig, build_mmar_prompt, generate_reasoning
+    """Answer one item with the base: loaded here (the pretrained tiny one, or the checkpoint on the hf backend),
+    or asked through its servers (a served backend, the paper's)."""
+    from .models.generate import SamplingConfig, build_mmar_prompt, generate_reasoning, split_thinking
+    from .models.serving import role_kind
 
     item = demo_item(profile, run_dir)
-    model, processor = load_model(model_path or profile.models.base, dtype=None, device=profile.models.device)
-    prompt = build_mmar_prompt(processor, item["question"], item["choices"])
-    report = generate_reasoning(model, processor, [prompt], [AudioCache()(item["audio_file"])],
-                                SamplingConfig(max_new_tokens=profile.base.max_new_tokens if model_path
-                                               else profile.think.max_new_tokens, temperature=0.0))
-    out = report.outputs[0][0]
+    max_new_tokens = profile.base.max_new_tokens if model_path else profile.think.max_new_tokens
+    if model_path is None and role_kind(profile, "base") != "hf":
+        from .models.backends import GenerationRequest
+        from .models.generate import build_messages, format_mmar_question
+        from .models.serving import served
+
+        request = GenerationRequest("demo", messages=build_messages(format_mmar_question(item["question"],
+                                                                                         item["choices"])),
+                                    waveform=AudioCache()(item["audio_file"]), max_new_tokens=max_new_tokens)
+        with served(profile, "base", log_dir=Path(run_dir) / STAGE) as backend:
+            out = split_thinking(backend.generate([request])[0].texts[0], require_think=False)
+    else:
+        from .models import load_model
+
+        model, processor = load_model(model_path or profile.models.base, dtype=None, device=profile.models.device)
+        prompt = build_mmar_prompt(processor, item["question"], item["choices"])
+        report = generate_reasoning(model, processor, [prompt], [AudioCache()(item["audio_file"])],
+                                    SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0))
+        out = report.outputs[0][0]
     return {"question": item["question"], "choices": item["choices"], "answer": item["answer"],
             "audio_file": item["audio_file"], "thinking": out.thinking, "answer_prediction": out.answer_prediction,
             "pass@1": int(is_correct(out.answer_prediction, item["answer"], item["choices"]))}

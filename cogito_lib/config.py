@@ -1,21 +1,31 @@
-"""Typed, validated profiles: `tiny` (tests), `mini` (laptop default) and `paper` (GPU, the paper's values).
+"""Typed, validated profiles: `tiny` (tests), `mini` (laptop default) and `paper` (GPU, the paper's values),
+and the run configuration file that sets any of their keys.
 
 A profile is a frozen tree of dataclasses. Every value a stage uses comes from here, so the miniature and the
 paper run the same functions with different numbers. Overrides are dotted keys (`collect.num_clips`); an unknown
 profile, an unknown key or a value of the wrong type raises `ConfigError` before any work starts, naming the
 field and what is allowed.
+
+A run configuration is a TOML file: an optional top-level `profile = "paper"` (and `run_dir`), then one table per
+profile section whose keys are that section's fields (`[models]` `base = "/models/..."`). Every command line
+(`run`, `pipe`, `train`, `mmar rubrics`) takes `--config FILE` and `--set KEY=VALUE`; `resolve_config` merges the
+profile, the file and the `--set` overrides (in that order) and checks every key and type before anything runs.
+The runner writes the resolved configuration to `RUN_DIR/config.toml` and hands its path to each notebook
+through the one parameter `CONFIG`.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import types
 import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .layout import VARIANTS
+from .mmar.rule import THINKING_LIMIT
 
 PROFILES = ("tiny", "mini", "paper")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -83,9 +93,15 @@ class ModelConfig:
     base: str = "tiny"  # "tiny" = trained here from scratch (01); otherwise a checkpoint id or folder
     annotator: str = "metadata"  # "metadata" (grounded, offline) or a checkpoint id / API model name
     judge: str = "metadata"  # "metadata" (grounded, offline) or a checkpoint id / API model name
-    backend: str = "hf"  # inference backend: hf, vllm, openai
+    backend: str = "hf"  # the thinker's backend (stage 3, notebook 07): hf in-process, vllm or openai servers (serve.*)
+    annotator_backend: str = ""  # the annotator's backend (hf, vllm, openai); "" = models.backend
+    judge_backend: str = ""  # the stage-4 trace judge's backend (hf, vllm, openai); "" = models.backend
+    rubric_judge: str = "gpt-4o-2024-11-20"  # MMAR-Rubrics judge (benchmark mmar only; MMAR-synth is judged by metadata)
+    rubric_backend: str = "openai"  # openai (an API, key in serve.api_key_env) or vllm (a server in serve.rubric_urls)
     dtype: str = "float32"  # float32 on CPU, bfloat16 on GPU
-    device: str = "cpu"  # cpu or cuda
+    device: str = "cpu"  # cpu or cuda (in-process models: the hf backend and training)
+    gpus: int = 0  # GPUs this machine must show (checked by --plan; 0 = no check)
+    gpu_memory_gb: float = 0.0  # memory each of those GPUs must have, in GiB (checked by --plan; 0 = no check)
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,7 @@ class AnnotateConfig:
     max_questions_per_clip: int = 3  # see min_questions_per_clip
     num_seed_questions: int = 60  # seed questions sampled into the annotator's pool
     seed_pool: str = "data/seed_questions.jsonl"  # seed question pool (relative to the repo or absolute)
+    max_new_tokens: int = 1024  # an LLM annotator's reply budget (tokens)
 
 
 @dataclass(frozen=True)
@@ -132,6 +149,16 @@ class ThinkConfig:
     plan_samples: int = 0
     # samples decoded together (the K samples of several questions; the miniature's samples do not depend on it)
     batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Stage 4 (quality verification): the cheap checks' limits and the LLM judge's budget."""
+
+    max_thinking_chars: int = 4000  # reject reasoning longer than this (the challenge needs < 10,000 characters)
+    min_thinking_chars: int = 10  # reject reasoning shorter than this
+    judge_max_new_tokens: int = 512  # an LLM trace judge's reply budget (tokens)
+    judge_with_audio: bool = True  # send the clip to an LLM judge (Qwen3-Omni hears it); false for a text-only API model
 
 
 @dataclass(frozen=True)
@@ -194,6 +221,25 @@ class LLMRequestConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """Inference servers with vLLM's OpenAI-compatible API, for every role whose backend is vllm or openai.
+
+    Several URLs for one role spread its requests over them (data parallelism across servers); a model that no
+    URL serves (a fine-tuned model in notebook 07, a later round's thinker) is served for the time it is needed
+    by `launch`, when set."""
+
+    base_urls: tuple[str, ...] = ()  # servers of models.base (stage 3's thinker, 07's base), e.g. http://127.0.0.1:8000/v1
+    annotator_urls: tuple[str, ...] = ()  # servers of models.annotator
+    judge_urls: tuple[str, ...] = ()  # servers of models.judge
+    rubric_urls: tuple[str, ...] = ()  # server of models.rubric_judge; empty = $OPENAI_BASE_URL or the OpenAI API
+    launch: str = ""  # command serving a model folder on 127.0.0.1 (fills {model}, {name}, {port}); "" = never launch
+    launch_timeout_s: float = 1800.0  # seconds a launched server may take to load before it answers /v1/models
+    concurrency: int = 16  # requests in flight per server
+    timeout_s: float = 1800.0  # seconds one request may take (K samples of a 4,096-token reply)
+    api_key_env: str = "OPENAI_API_KEY"  # env var with the key of openai-backend roles (vllm ones send $VLLM_API_KEY if set)
+
+
+@dataclass(frozen=True)
 class DatasetRoots:
     """Local roots of the paper's datasets (None = not configured); filled from COGITO_*_ROOT env vars."""
 
@@ -223,8 +269,10 @@ class Profile:
     base: BaseConfig = field(default_factory=BaseConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     think: ThinkConfig = field(default_factory=ThinkConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     datasets: DatasetRoots = field(default_factory=DatasetRoots)
     llm: LLMRequestConfig = field(default_factory=LLMRequestConfig)
 
@@ -285,12 +333,17 @@ def _paper() -> Profile:
             backend="vllm",
             dtype="bfloat16",
             device="cuda",
+            gpus=8,
+            gpu_memory_gb=79.0,
         ),
         annotate=AnnotateConfig(
             min_questions_per_clip=1, max_questions_per_clip=3, num_seed_questions=500,
             seed_pool="data/seed_questions.jsonl",
         ),
         think=ThinkConfig(num_samples=1, temperature=0.7, top_p=0.95, max_new_tokens=4096, batch_size=256),
+        # the challenge's thinking_prediction limit (< 10,000 characters) is the binding one: a 4,096-token
+        # reasoning budget can write more, and a trace the challenge would reject is not one to train on
+        audit=AuditConfig(max_thinking_chars=THINKING_LIMIT - 1, judge_max_new_tokens=1024),
         # 32 sequences per step = 8 GPUs x 1 sequence x 4 accumulated micro-batches, under DeepSpeed ZeRO-3
         train=TrainConfig(epochs=1.0, learning_rate=1e-5, lora_rank=8, lora_alpha=32, batch_size=32, max_steps=0,
                           variants=("self_distill",), replay_atomic=0, warmup_steps=100, checkpoint_every=500,
@@ -302,12 +355,16 @@ def _paper() -> Profile:
 
 
 _BUILDERS = {"tiny": _tiny, "mini": _mini, "paper": _paper}
-_SECTIONS = ("world", "collect", "models", "base", "annotate", "think", "train", "eval", "datasets", "llm")
+_SECTIONS = ("world", "collect", "models", "base", "annotate", "think", "audit", "train", "eval", "serve", "llm",
+             "datasets")
 # Values a field may take when it is a choice, checked on load and on override.
 CHOICES: dict[str, tuple[str, ...]] = {
     "collect.source": ("world", "datasets"),
     "models.family": ("qwen2_audio", "qwen2_5_omni", "qwen3_omni"),
     "models.backend": ("hf", "vllm", "openai"),
+    "models.annotator_backend": ("", "hf", "vllm", "openai"),
+    "models.judge_backend": ("", "hf", "vllm", "openai"),
+    "models.rubric_backend": ("openai", "vllm"),
     "models.dtype": ("float32", "bfloat16", "float16"),
     "models.device": ("cpu", "cuda"),
     "eval.benchmark": ("mmar-synth", "mmar"),
@@ -459,6 +516,32 @@ def _validate(profile: Profile) -> None:
     if profile.train.skill_max_repeat < 1:
         raise ConfigError("train.skill_max_repeat must be >= 1 (how often one survivor may be repeated to bring a "
                           "small skill towards train.skill_target; 1 = never repeat)")
+    if profile.think.plan_samples and profile.models.backend != "hf":
+        raise ConfigError("think.plan_samples > 0 needs models.backend = 'hf': plan-guided samples continue a "
+                          "rendered prompt in-process, which a chat-completions server cannot do; set "
+                          "think.plan_samples = 0 (the paper's stage 3)")
+    au = profile.audit
+    if not 0 <= au.min_thinking_chars < au.max_thinking_chars < THINKING_LIMIT:
+        raise ConfigError(f"audit.max_thinking_chars must be > audit.min_thinking_chars >= 0 and < {THINKING_LIMIT:,} "
+                          f"(the challenge's limit on thinking_prediction), got {au.min_thinking_chars} and "
+                          f"{au.max_thinking_chars}")
+    for key in ("annotate.max_new_tokens", "think.max_new_tokens", "audit.judge_max_new_tokens",
+                "serve.concurrency"):
+        if profile.get(key) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {profile.get(key)}")
+    for key in ("serve.timeout_s", "serve.launch_timeout_s"):
+        if not profile.get(key) > 0:
+            raise ConfigError(f"{key} must be > 0 seconds, got {profile.get(key)}")
+    if profile.models.gpus < 0 or profile.models.gpu_memory_gb < 0:
+        raise ConfigError("models.gpus and models.gpu_memory_gb must be >= 0 (0 = no check)")
+    for key in ("serve.base_urls", "serve.annotator_urls", "serve.judge_urls", "serve.rubric_urls"):
+        for url in profile.get(key):
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{key}: {url!r} is not an http(s) URL; write e.g. http://127.0.0.1:8000/v1")
+    launch = profile.serve.launch
+    if launch and not ("{model}" in launch and "{port}" in launch):
+        raise ConfigError("serve.launch must contain {model} and {port} (and may use {name}), e.g. "
+                          "'vllm serve {model} --served-model-name {name} --host 127.0.0.1 --port {port}'")
 
 
 def load_profile(name: str, overrides: Mapping[str, Any] | None = None) -> Profile:
@@ -490,6 +573,139 @@ def profile_overrides(profile: Profile) -> dict[str, Any]:
     built = _BUILDERS[profile.name]()
     return {key: list(value) if isinstance(value, tuple) else value
             for key in profile.keys() if (value := profile.get(key)) != built.get(key)}
+
+
+# ------------------------------------------------------------------------------------------------ config files
+CONFIG_TOP_KEYS = ("profile", "run_dir")  # what a config file may set outside the profile's sections
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A resolved run configuration: the profile's name, every override in effect (dotted keys, in the order
+    profile < config file < --set), the run dir a file asked for, and where the file was."""
+
+    profile: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    run_dir: str | None = None
+    source: str | None = None
+
+    def load(self, extra: Mapping[str, Any] | None = None) -> Profile:
+        """The profile with these overrides (and `extra` on top), validated."""
+        return load_profile(self.profile, {**self.overrides, **(extra or {})})
+
+
+def _toml():
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10
+        raise ConfigError("config files need Python 3.11 or later (tomllib); the kit's environment has 3.11") from None
+    return tomllib
+
+
+def read_config_file(path: str | os.PathLike) -> RunConfig:
+    """A TOML run configuration as a RunConfig (not yet validated against a profile: `resolve_config` does that).
+
+    Raises ConfigError naming the file and the line of a syntax error, an unknown section or a nested table."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; see configs/paper/ for examples")
+    tomllib = _toml()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    overrides: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in CONFIG_TOP_KEYS:
+            if not isinstance(value, str):
+                raise ConfigError(f"{path}: {key} must be a string, got {type(value).__name__} {value!r}")
+            continue
+        if key not in _SECTIONS:
+            raise ConfigError(f"{path}: unknown section or key {key!r}; allowed: {', '.join(CONFIG_TOP_KEYS)} and "
+                              f"the tables [{'], ['.join(_SECTIONS)}]")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: {key} must be a table ([{key}] with its keys below it)")
+        for name, item in value.items():
+            if isinstance(item, dict) and not (key == "collect" and name == "mix"):
+                raise ConfigError(f"{path}: {key}.{name} is a table; profile keys are one level deep "
+                                  f"({key}.{name} = value)")
+            overrides[f"{key}.{name}"] = item
+    return RunConfig(data.get("profile", ""), overrides, data.get("run_dir"), str(path))
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value: a TOML or JSON literal (`8`, `1e-5`, `true`, `"x"`, `["a", "b"]`), else the plain string."""
+    text = text.strip()
+    try:
+        return _toml().loads(f"v = {text}")["v"]
+    except Exception:  # noqa: BLE001 - not a TOML literal: try JSON (null keeps the profile's value), then a string
+        pass
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` from `--set` (the key a dotted profile key, the value as `parse_value` reads it)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE with a dotted profile key, e.g. models.device=cpu; got {text!r}")
+    return key.strip(), parse_value(value)
+
+
+def resolve_config(profile: str | None = None, config: str | os.PathLike | None = None,
+                   sets: Sequence[str] | Mapping[str, Any] = (), overrides: Mapping[str, Any] | None = None,
+                   default: str = "mini") -> tuple[RunConfig, Profile]:
+    """The run configuration and its validated profile from a profile name, a config file and `--set` items.
+
+    The profile name comes from `profile` (a command-line flag), else the file's `profile`, else `default`.
+    Overrides apply in this order: the file's keys, then `overrides` (a command's own options), then `sets`.
+    Raises ConfigError before any work on an unknown profile, section, key, type or value."""
+    from_file = read_config_file(config) if config else RunConfig("")
+    name = profile or from_file.profile or default
+    merged = dict(from_file.overrides)
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    items = sets.items() if isinstance(sets, Mapping) else (parse_override(s) for s in sets)
+    merged.update(dict(items))
+    run_config = RunConfig(name, merged, from_file.run_dir, from_file.source)
+    try:
+        loaded = run_config.load()
+    except ConfigError as err:
+        raise ConfigError(f"{from_file.source}: {err}" if from_file.source else str(err)) from None
+    return run_config, loaded
+
+
+def profile_changes(profile: Profile) -> dict[str, Any]:
+    """Every key whose value differs from the bare profile of the same name (and every dataset root that is set)."""
+    bare = _BUILDERS[profile.name]()
+    changes = {}
+    for key in profile.keys():
+        value = profile.get(key)
+        if value != bare.get(key) or (key.startswith("datasets.") and value is not None):
+            changes[key] = value
+    return changes
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def config_text(profile: Profile, changes: Mapping[str, Any] | None = None, header: str = "") -> str:
+    """A TOML run configuration that reproduces `profile`: its name and `changes` (default: `profile_changes`)."""
+    changes = profile_changes(profile) if changes is None else changes
+    lines = [f"# {line}" for line in header.splitlines()] + [f"profile = {_toml_value(profile.name)}"]
+    for section in _SECTIONS:
+        keys = [k for k in changes if k.partition(".")[0] == section and changes[k] is not None]
+        if keys:
+            lines += ["", f"[{section}]"] + [f"{k.partition('.')[2]} = {_toml_value(changes[k])}" for k in sorted(keys)]
+    return "\n".join(lines) + "\n"
 
 
 def resolve_run_dir(profile: str | Profile, run_dir: str | os.PathLike | None = None) -> Path:

@@ -504,15 +504,15 @@ def _launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Sequ
                      overrides: dict[str, Any] | None, log_dir: str | Path | None) -> dict[str, int]:
     import json
 
-    from .config import profile_overrides
+    from .config import profile_changes
 
     run_dir = Path(run_dir)
     log_dir = Path(log_dir or run_dir / STAGE / "logs")
     log_dir.mkdir(parents=True, exist_ok=True)
     name_of = profile if isinstance(profile, str) else profile.name
-    values = {} if isinstance(profile, str) else profile_overrides(profile)
+    values = {} if isinstance(profile, str) else profile_changes(profile)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    sets = [f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in values.items()]
+    sets = [f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in values.items() if v is not None]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     pending = sorted(dict.fromkeys(variants), key=lambda v: v != "self_distill")
     running, codes = {}, {}

@@ -3,13 +3,16 @@
     python -m cogito_lib.run --profile mini                # what `make reproduce` calls
     python -m cogito_lib.run --profile tiny --only 00 02   # a subset
     python -m cogito_lib.run --profile paper --plan        # what would run, and what is missing
+    python -m cogito_lib.run --config configs/paper/node-8gpu.toml --set eval.num_items=20
 
-Each notebook gets `PROFILE` and `RUN_DIR` injected, is executed on the `cogito` kernel, and its executed copy
-lands in the run dir beside the stage folders. Wall times and each notebook's recorded metrics are merged into
-`RUN_DIR/metrics.json`. On failure the runner stops, names the notebook and the failing cell, and exits 1;
-everything earlier notebooks wrote stays in place. For the whole run it is the one writer of the selected stages'
-folders (their notebooks' kernels write under its lock); a second runner or stage command on them stops with one
-line naming it, or waits with `--wait`.
+The run configuration (`--profile`, a TOML `--config` file, `--set KEY=VALUE` overrides of any profile key) is
+resolved and checked before anything runs, written to `RUN_DIR/config.toml`, and handed to each notebook as its
+`CONFIG` parameter with `PROFILE` and `RUN_DIR`; `--param NAME=VALUE` sets a notebook's own parameter. Each
+notebook is executed on the `cogito` kernel and its executed copy lands in the run dir beside the stage folders.
+Wall times and each notebook's recorded metrics are merged into `RUN_DIR/metrics.json`. On failure the runner
+stops, names the notebook and the failing cell, and exits 1; everything earlier notebooks wrote stays in place.
+For the whole run it is the one writer of the selected stages' folders (their notebooks' kernels write under its
+lock); a second runner or stage command on them stops with one line naming it, or waits with `--wait`.
 """
 from __future__ import annotations
 
@@ -25,12 +28,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .checks import KERNEL_NAME, check_prerequisites
-from .config import PROFILES, REPO_ROOT, load_profile, resolve_run_dir
+from .config import PROFILES, REPO_ROOT, RunConfig, config_text, resolve_config, resolve_run_dir
 from .metrics import merge_run_metrics
 from .io import DEBUG_HELP, LOCK_WAIT_ENV, cli_main, write_json
 from .layout import STAGES, stage_lock
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+CONFIG_FILE = "config.toml"  # the resolved run configuration, in the run dir
 
 
 class RunError(RuntimeError):
@@ -133,25 +137,34 @@ def hold_stages(run_dir: Path, notebooks: Sequence[Path]) -> contextlib.ExitStac
         return stack.pop_all()
 
 
-def run(profile_name: str, run_dir: str | Path | None = None, only: Sequence[str] | None = None,
-        params: dict | None = None, *, kernel: str = KERNEL_NAME, progress: bool = True,
-        notebook_dir: Path = NOTEBOOK_DIR) -> list[NotebookResult]:
-    """Run the selected notebooks in order under `profile_name`; return their wall times."""
-    profile = load_profile(profile_name)  # fail on a bad profile before anything runs
-    run_path = resolve_run_dir(profile, run_dir)
-    notebooks = select_notebooks(discover_notebooks(notebook_dir), only)
-    params = dict(params or {})
+def _check_params(params: dict, notebooks: Sequence[Path], profile_keys: Sequence[str]) -> None:
     for key in params:
         if not any(key in parameter_names(nb) for nb in notebooks):
-            raise RunError(f"--param {key}: no selected notebook has a parameter named {key}")
+            hint = (f"; {key} is a profile key: pass it with --set {key}=..." if key in profile_keys else "")
+            raise RunError(f"--param {key}: no selected notebook has a parameter named {key}{hint}")
+
+
+def run(profile_name: str | None, run_dir: str | Path | None = None, only: Sequence[str] | None = None,
+        params: dict | None = None, *, config: str | Path | None = None, sets: Sequence[str] | dict = (),
+        kernel: str = KERNEL_NAME, progress: bool = True, notebook_dir: Path = NOTEBOOK_DIR) -> list[NotebookResult]:
+    """Run the selected notebooks in order under the resolved configuration (`profile_name`, the `config` file,
+    the `sets` overrides); return their wall times. Every key and type is checked before anything runs."""
+    run_config, profile = resolve_config(profile_name, config, sets)
+    run_path = resolve_run_dir(profile, run_dir or run_config.run_dir)
+    notebooks = select_notebooks(discover_notebooks(notebook_dir), only)
+    params = dict(params or {})
+    _check_params(params, notebooks, profile.keys())
     run_path.mkdir(parents=True, exist_ok=True)
     with hold_stages(run_path, notebooks):  # one writer of these stages (and their executed notebooks)
         write_json(run_path / "profile.json", profile.to_dict())
+        config_path = write_run_config(run_path, profile, run_config)
         results = []
         total = len(notebooks)
         for number, notebook in enumerate(notebooks, start=1):
             names = parameter_names(notebook)
             injected = {"PROFILE": profile.name, "RUN_DIR": str(run_path)}
+            if "CONFIG" in names:
+                injected["CONFIG"] = str(config_path)
             injected.update({k: v for k, v in params.items() if k in names})
             print(f"[{number}/{total}] {notebook.name} (profile {profile.name}) ...", flush=True)
             result = run_notebook(notebook, run_path, injected, kernel=kernel, progress=progress)
@@ -163,14 +176,32 @@ def run(profile_name: str, run_dir: str | Path | None = None, only: Sequence[str
     return results
 
 
-def plan(profile_name: str, run_dir: str | Path | None = None, only: Sequence[str] | None = None,
-         notebook_dir: Path = NOTEBOOK_DIR) -> bool:
-    """Print what would run and every prerequisite check; return True when nothing is missing."""
-    profile = load_profile(profile_name)
-    run_path = resolve_run_dir(profile, run_dir)
+def write_run_config(run_path: Path, profile, run_config: RunConfig) -> Path:
+    """`RUN_DIR/config.toml`: the resolved configuration, the file every notebook of the run reads (CONFIG)."""
+    from .io import atomic_write_text
+
+    source = run_config.source or "no config file"
+    sets = ", ".join(sorted(run_config.overrides)) or "none"
+    header = (f"The resolved run configuration, written by `python -m cogito_lib.run` (from {source}; keys set: "
+              f"{sets}).\nIt holds every value that differs from the '{profile.name}' profile; rerun with "
+              f"--config {run_path / CONFIG_FILE}.")
+    path = run_path / CONFIG_FILE
+    atomic_write_text(path, config_text(profile, header=header))
+    return path
+
+
+def plan(profile_name: str | None, run_dir: str | Path | None = None, only: Sequence[str] | None = None,
+         notebook_dir: Path = NOTEBOOK_DIR, *, config: str | Path | None = None,
+         sets: Sequence[str] | dict = ()) -> bool:
+    """Print what would run and every prerequisite check; return True when nothing required is missing."""
+    from .notebook import resolved_text
+
+    run_config, profile = resolve_config(profile_name, config, sets)
+    run_path = resolve_run_dir(profile, run_dir or run_config.run_dir)
     notebooks = select_notebooks(discover_notebooks(notebook_dir), only)
     print(f"profile {profile.name}: {profile.description}")
     print(f"run dir {run_path}")
+    print(resolved_text(profile, run_config.source))
     print("would run:")
     for notebook in notebooks:
         print(f"  {notebook.name}")
@@ -178,18 +209,26 @@ def plan(profile_name: str, run_dir: str | Path | None = None, only: Sequence[st
     checks = check_prerequisites(profile)
     for check in checks:
         print(f"  {check.line()}")
-    missing = [c for c in checks if not c.ok]
-    print(f"{len(missing)} missing" if missing else "all prerequisites present")
+    missing = [c for c in checks if not c.ok and c.required]
+    optional = [c for c in checks if not c.ok and not c.required]
+    print((f"{len(missing)} missing" if missing else "all prerequisites present")
+          + (f"; {len(optional)} optional piece(s) missing" if optional else ""))
     return not missing
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cogito_lib.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="mini", help=f"one of {', '.join(PROFILES)} (default mini)")
-    parser.add_argument("--run-dir", default=None, help="output folder (default runs/<profile>)")
+    parser.add_argument("--profile", default=None,
+                        help=f"one of {', '.join(PROFILES)} (default: the config file's, else mini)")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="run configuration (TOML; configs/paper/ has examples)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                        help="override one profile key, e.g. --set models.device=cpu (repeatable)")
+    parser.add_argument("--run-dir", default=None, help="output folder (default: the config's run_dir, else "
+                                                        "runs/<profile>)")
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebook numbers, e.g. 00 02")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra notebook parameter, e.g. --param SEED=1 (repeatable)")
+                        help="a notebook's own parameter, e.g. --param SEED=1 (repeatable)")
     parser.add_argument("--plan", action="store_true", help="print what would run and check prerequisites")
     parser.add_argument("--kernel", default=KERNEL_NAME, help="Jupyter kernel (default cogito)")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
@@ -204,13 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     if args.plan:
-        return 0 if plan(args.profile, args.run_dir, args.only) else 1
+        return 0 if plan(args.profile, args.run_dir, args.only, config=args.config, sets=args.sets) else 1
     params = dict(parse_param(p) for p in args.param)
     start = time.perf_counter()
-    results = run(args.profile, args.run_dir, args.only, params, kernel=args.kernel,
-                  progress=not args.no_progress and sys.stderr.isatty())
-    print(f"{len(results)} notebook(s) in {time.perf_counter() - start:.1f} s; metrics in "
-          f"{resolve_run_dir(args.profile, args.run_dir) / 'metrics.json'}")
+    results = run(args.profile, args.run_dir, args.only, params, config=args.config, sets=args.sets,
+                  kernel=args.kernel, progress=not args.no_progress and sys.stderr.isatty())
+    where = results[0].output.parent if results else "the run dir"
+    print(f"{len(results)} notebook(s) in {time.perf_counter() - start:.1f} s; metrics in {where}/metrics.json")
     return 0
 
 

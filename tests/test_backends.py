@@ -1,10 +1,12 @@
-"""Backends: HF in-process, vLLM request/response mapping (fake engine), OpenAI-compatible client (fake server)."""
+"""Backends: HF in-process; the OpenAI-compatible client (fake server): retries, cache, key, vLLM's reasoning field,
+several servers with bounded concurrency; `list_models`."""
 from __future__ import annotations
 
 import base64
 import io
 import json
-from types import SimpleNamespace
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,8 +14,8 @@ import soundfile as sf
 
 from cogito_lib.models import build_messages, build_prompt, build_tiny_model, generate_texts, load_model
 from cogito_lib.models.backends import (
-    BackendError, GenerationBackend, GenerationRequest, HFBackend, OpenAIChatBackend, OpenAIChatClient, VLLMBackend,
-    make_backend, request_to_openai_messages, request_to_vllm, results_parse_failures,
+    BackendError, GenerationBackend, GenerationRequest, HFBackend, OpenAIChatBackend, OpenAIChatClient, chat_arguments,
+    list_models, make_backend, openai_choice_text, request_to_openai_messages, results_parse_failures,
 )
 from cogito_lib.models.generate import SamplingConfig
 from fake_openai import FakeOpenAI
@@ -58,67 +60,6 @@ def test_hf_backend_matches_generate_texts_and_keeps_order(tiny, tmp_path):
     # 8 kHz waveforms are resampled
     req = GenerationRequest("d", prompt="x<|AUDIO|>", waveform=_clip(8000), sample_rate=8000)
     assert req.audio().shape == (16000,)
-
-
-# ------------------------------------------------------------------------------------------------ vLLM
-class FakeSamplingParams:
-    def __init__(self, **kwargs):
-        self.kwargs = kwargs
-
-
-class FakeLLM:
-    """Mimics `vllm.LLM.generate`: a list of RequestOutput-like objects, one per prompt, in order."""
-
-    def __init__(self):
-        self.calls = []
-
-    def generate(self, prompts, sampling_params, use_tqdm=True):
-        self.calls.append((prompts, sampling_params))
-        outputs = []
-        for i, (prompt, params) in enumerate(zip(prompts, sampling_params)):
-            n = params.kwargs["n"]
-            completions = [SimpleNamespace(index=k, text=f"<think>r{i}.{k}</think>(A)", token_ids=[1, 2],
-                                           finish_reason="stop") for k in reversed(range(n))]
-            outputs.append(SimpleNamespace(request_id=str(i), prompt=prompt["prompt"], prompt_token_ids=[0] * 7,
-                                           outputs=completions))
-        return outputs
-
-
-def test_vllm_request_and_response_mapping(tiny):
-    _, processor = tiny
-    render = lambda m: processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True)  # noqa: E731
-    request = GenerationRequest("q1", messages=build_messages("How many?"), waveform=_clip(8000), sample_rate=8000,
-                                max_new_tokens=64, temperature=0.7, top_p=0.9, num_samples=3, seed=11)
-    prompt, params = request_to_vllm(request, render)
-    assert prompt["prompt"].count("<|AUDIO|>") == 1  # vLLM expands the placeholder itself
-    audio, rate = prompt["multi_modal_data"]["audio"][0]
-    assert rate == 16000 and audio.shape == (16000,)
-    assert params == {"n": 3, "max_tokens": 64, "seed": 11, "temperature": 0.7, "top_p": 0.9}
-    greedy = GenerationRequest("q2", prompt="hello", max_new_tokens=8)
-    prompt, params = request_to_vllm(greedy, render)
-    assert "multi_modal_data" not in prompt and params["temperature"] == 0.0 and params["top_p"] == 1.0
-
-    fake = FakeLLM()
-    backend = VLLMBackend(llm=fake, render=render, sampling_params_cls=FakeSamplingParams)
-    results = backend.generate([request, greedy])
-    assert [r.request_id for r in results] == ["q1", "q2"]
-    assert results[0].texts == ["<think>r0.0</think>(A)", "<think>r0.1</think>(A)", "<think>r0.2</think>(A)"]
-    assert results[0].splits[1].thinking == "r0.1" and results[0].splits[1].answer_prediction == "(A)"
-    assert results[0].finish_reasons == ["stop"] * 3 and results[0].num_prompt_tokens == 7
-    assert results[1].backend == "vllm"
-
-
-def test_vllm_missing_gives_clear_message():
-    pytest.importorskip("torch")
-    try:
-        import vllm  # noqa: F401
-        pytest.skip("vllm is installed here")
-    except ImportError:
-        pass
-    with pytest.raises(BackendError, match=r"pip install -e \.\[vllm\]"):
-        VLLMBackend(model="Qwen/Qwen3-Omni-30B-A3B-Thinking")
-    with pytest.raises(BackendError, match="optional GPU-only extra"):
-        make_backend("vllm", "some/model")
 
 
 # ------------------------------------------------------------------------------------------------ OpenAI-compatible
@@ -223,7 +164,99 @@ def test_prompt_only_request_to_openai_messages():
 
 def test_a_stop_string_reaches_vllm_and_keeps_itself_in_the_text():
     request = GenerationRequest("q", prompt="hello", max_new_tokens=8, temperature=0.7, stop=("\n",))
-    _, params = request_to_vllm(request, lambda messages: "unused")
+    params = chat_arguments(request)
     assert params["stop"] == ["\n"] and params["include_stop_str_in_output"] is True
+    assert params["n"] == 1 and params["max_tokens"] == 8 and params["top_p"] == 1.0
     assert request.sampling().stop == ("\n",)
-    assert "stop" not in request_to_vllm(GenerationRequest("q", prompt="hello"), lambda m: "")[1]
+    greedy = chat_arguments(GenerationRequest("q", prompt="hello", num_samples=1))
+    assert "stop" not in greedy and greedy["temperature"] == 0.0 and greedy["top_p"] is None
+
+
+def test_vllm_reasoning_field_goes_back_into_think_tags():
+    def choice(content, reasoning, finish="stop"):
+        return {"message": {"content": content, "reasoning": reasoning}, "finish_reason": finish}
+
+    assert openai_choice_text(choice("(B)", "\nI hear two beeps.\n")) == "<think>\n\nI hear two beeps.\n\n</think>\n\n(B)"
+    assert openai_choice_text(choice("(B)", "")) == "<think>\n\n</think>\n\n(B)"  # an empty think block stays one
+    assert openai_choice_text(choice(None, "I hear", "length")) == "<think>\nI hear"  # cut off: unclosed, as written
+    assert openai_choice_text(choice("<think>r</think>(A)", None)) == "<think>r</think>(A)"  # no parser: raw text
+    assert openai_choice_text({"message": {"content": "x", "reasoning_content": "y"}}).endswith("</think>\n\nx")
+
+
+class SlowServer:
+    """A fake vLLM endpoint that answers after `delay` seconds and records how many requests it held at once."""
+
+    def __init__(self, delay=0.15, name="m"):
+        self.lock, self.active, self.peak, self.count = threading.Lock(), 0, 0, 0
+        self.fake = FakeOpenAI(default=self._reply)
+        self.delay, self.name = delay, name
+
+    def _reply(self, request):
+        with self.lock:
+            self.active += 1
+            self.count += 1
+            self.peak = max(self.peak, self.active)
+        time.sleep(self.delay)
+        with self.lock:
+            self.active -= 1
+        if request["headers"].get("Authorization"):
+            return 400, '{"error": "no key expected"}'
+        text = request["body"]["messages"][0]["content"]
+        return 200, json.dumps({"choices": [{"index": 0, "finish_reason": "stop",
+                                             "message": {"role": "assistant", "content": f"echo {text}"}}]})
+
+
+def test_requests_spread_over_servers_with_bounded_concurrency(monkeypatch):
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    servers = [SlowServer(), SlowServer()]
+    try:
+        backend = make_backend("vllm", "m", base_urls=[s.fake.base_url for s in servers], concurrency=2)
+        requests = [GenerationRequest(f"r{i}", prompt=f"q{i}", max_new_tokens=4) for i in range(12)]
+        started = time.perf_counter()
+        results = backend.generate(requests)
+        wall = time.perf_counter() - started
+    finally:
+        for s in servers:
+            s.fake.close()
+    assert [r.texts[0] for r in results] == [f"echo q{i}" for i in range(12)]  # in request order
+    assert all(s.peak <= 2 for s in servers) and sum(s.count for s in servers) == 12
+    assert all(s.count >= 3 for s in servers)  # both servers took a share
+    assert wall < 12 * 0.15 * 0.75  # requests overlapped (4 in flight), not one after another
+    assert results[0].backend == "vllm"
+
+
+def test_a_request_that_fails_for_good_stops_the_batch_with_its_error(monkeypatch):
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    fake = FakeOpenAI(default=(400, '{"error": {"message": "bad audio", "type": "BadRequestError", "code": 400}}'))
+    try:
+        backend = make_backend("vllm", "m", base_urls=[fake.base_url], concurrency=3, max_retries=0)
+        with pytest.raises(BackendError, match="HTTP 400.*bad audio"):
+            backend.generate([GenerationRequest(f"r{i}", prompt="x") for i in range(5)])
+    finally:
+        fake.close()
+
+
+def test_list_models_reads_vllm_cards_and_says_why_it_cannot():
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            data = json.dumps({"object": "list", "data": [{"id": "thinker", "root": "/models/T"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cards = list_models(f"http://127.0.0.1:{server.server_address[1]}/v1")
+        assert cards == [{"id": "thinker", "root": "/models/T"}]
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(BackendError, match="cannot be reached"):
+        list_models("http://127.0.0.1:9/v1", timeout=2)

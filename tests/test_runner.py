@@ -9,6 +9,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from cogito_lib import run as runner
+from cogito_lib.config import ConfigError
 from cogito_lib.metrics import load_run_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +81,41 @@ def test_failure_names_the_notebook_and_cell_and_keeps_earlier_results(notebook_
     assert metrics["stages"]["01-second"]["x"] == 1  # earlier notebooks' results are kept
 
 
+def test_config_and_set_reach_every_notebook_through_config(notebook_dir, tmp_path):
+    from cogito_lib.config import read_config_file
+
+    params = new_code_cell('PROFILE: str = "mini"  # profile\nRUN_DIR: str = ""  # run dir\n'
+                           'CONFIG: str = ""  # run configuration')
+    params.metadata["tags"] = ["parameters"]
+    body = new_code_cell("from cogito_lib.notebook import setup_stage\n"
+                         "from cogito_lib.metrics import record_metrics\n"
+                         "profile, run_dir, _ = setup_stage(PROFILE, RUN_DIR, '03-configured', config=CONFIG)\n"
+                         "record_metrics(run_dir, '03-configured', {'samples': profile.think.num_samples, "
+                         "'device': profile.models.device, 'config': CONFIG})")
+    nb = new_notebook(cells=[params, body])
+    nb.metadata["kernelspec"] = {"name": "cogito", "display_name": "cogito", "language": "python"}
+    nbformat.write(nb, notebook_dir / "03-configured.ipynb")
+    config = tmp_path / "run.toml"
+    config.write_text(f'profile = "tiny"\nrun_dir = "{tmp_path / "from-file"}"\n[think]\nnum_samples = 5\n')
+    runner.run(None, only=["03"], config=config, sets=["models.device=cuda"], notebook_dir=notebook_dir,
+               progress=False)
+    run_dir = tmp_path / "from-file"  # the file's run_dir
+    stage = load_run_metrics(run_dir)["stages"]["03-configured"]
+    assert stage == {"samples": 5, "device": "cuda", "config": str(run_dir / "config.toml")}
+    resolved = read_config_file(run_dir / "config.toml")
+    assert resolved.profile == "tiny" and resolved.overrides == {"models.device": "cuda", "think.num_samples": 5}
+
+
+def test_a_bad_config_or_a_profile_key_as_param_fails_before_running(notebook_dir, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[think]\nnum_samples = \"many\"\n")
+    with pytest.raises(ConfigError, match=r"bad.toml: think.num_samples must be int"):
+        runner.run(None, tmp_path / "run", config=config, notebook_dir=notebook_dir)
+    with pytest.raises(runner.RunError, match=r"models.base is a profile key: pass it with --set models.base="):
+        runner.run("tiny", tmp_path / "run", params={"models.base": "/x"}, notebook_dir=notebook_dir)
+    assert not (tmp_path / "run").exists()
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "cogito_lib.run", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
@@ -92,6 +128,9 @@ def test_plan_for_paper_reports_what_is_missing_without_running(tmp_path):
     assert "would run:" in out and "02-data-collection.ipynb" in out
     assert "[MISSING] GPU" in out
     assert "Qwen/Qwen3-Omni-30B-A3B-Thinking not found locally" in out
+    assert "hf download Qwen/Qwen3-Omni-30B-A3B-Thinking --local-dir" in out and "huggingface-cli" not in out
+    assert "[MISSING] base server: no server for Qwen/Qwen3-Omni-30B-A3B-Thinking" in out
+    assert "seed pool" in out and "[missing, optional] rubric server" in out
     assert "export COGITO_AUDIOSET_ROOT=" in out
     assert not (tmp_path / "p").exists()
 

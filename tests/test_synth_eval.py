@@ -321,3 +321,49 @@ def test_an_answer_without_a_think_block_is_scored_not_dropped(monkeypatch):
     records = generate_predictions(None, None, items, max_new_tokens=8, batch_size=2)
     assert records[0]["answer_prediction"] == "a sad organ tune" and not records[0]["parse_failed"]
     assert records[1]["answer_prediction"] == "" and records[1]["parse_failed"]  # unclosed: never invented
+
+
+def _mmar_root(tmp_path, audio_for):
+    """The kit's MMAR fixture meta (8 items) with wav files for its first `audio_for` items only."""
+    import soundfile as sf
+
+    root = tmp_path / "MMAR"
+    (root / "audio").mkdir(parents=True)
+    text = (Path(__file__).parent / "fixtures" / "mmar" / "MMAR-meta.jsonl").read_text()
+    (root / "MMAR-meta.jsonl").write_text(text)
+    for line in text.splitlines()[:audio_for]:
+        sf.write(root / json.loads(line)["audio_path"], np.zeros(1600, np.float32), 16000)
+    return root
+
+
+def test_a_partial_mmar_run_needs_only_its_items_audio_and_plan_counts_it(tmp_path):
+    from cogito_lib.checks import check_mmar
+
+    root = _mmar_root(tmp_path, audio_for=3)
+    profile = load_profile("paper", {"datasets.mmar": str(root), "eval.num_items": 3})
+    benchmark = ev.load_benchmark(profile, tmp_path)
+    assert len(benchmark.items) == 3 and benchmark.info["meta_items"] == 8
+    [check] = check_mmar(profile)
+    assert check.ok and "3 of the 3 wav files of the first 3 of 8 items" in check.message
+    everything = load_profile("paper", {"datasets.mmar": str(root)})
+    with pytest.raises(ev.BenchmarkMissing, match="5 of the 8 items to evaluate have no audio.*hf download"):
+        ev.load_benchmark(everything, tmp_path)
+    [check] = check_mmar(everything)
+    assert not check.ok and "3 of the 8 wav files of all 8 items present" in check.message
+
+
+def test_07_and_validate_submission_agree_on_a_partial_submission(tmp_path):
+    from cogito_lib.evaluate.report import write_submissions
+
+    root = _mmar_root(tmp_path, audio_for=2)
+    profile = load_profile("paper", {"datasets.mmar": str(root), "eval.num_items": 2})
+    benchmark = ev.load_benchmark(profile, tmp_path)
+    records = [{"id": it["id"], "thinking_prediction": "t", "answer_prediction": it["answer"]} for it in benchmark.items]
+    evaluation = ev.Evaluation(benchmark, {}, {"base": records}, {}, {}, {}, "")
+    [sub] = write_submissions(evaluation, tmp_path).values()
+    assert sub["problems"] == [] and sub["partial"] and (sub["items"], sub["meta_items"]) == (2, 8)
+    assert sub["check"].endswith("--num-items 2")
+    done = subprocess.run([sys.executable, "-m", *sub["check"].split()[2:]], capture_output=True, text=True)
+    assert done.returncode == 0 and "valid submission for the first 2 of 8 items" in done.stdout
+    whole = subprocess.run([sys.executable, "-m", *sub["check"].split()[2:-2]], capture_output=True, text=True)
+    assert whole.returncode == 1 and whole.stdout.count("missing prediction") == 6

@@ -113,9 +113,20 @@ def test_missing_audio_is_skipped_with_a_reason(run_dir, tmp_path):
     assert read_jsonl(other / "04-cot-generation" / "skipped.jsonl")[0]["reason"] == "missing_audio"
 
 
-def test_the_thinker_refuses_an_api_backend(run_dir):
-    with pytest.raises(ValueError, match="the thinker is the base model itself"):
-        think_module.thinker_backend(load_profile("tiny", {"models.backend": "openai"}), "x")
+def test_a_served_thinker_needs_a_server_for_its_model(run_dir, tmp_path):
+    from cogito_lib.models.backends import BackendError
+
+    served = load_profile("tiny", {"models.backend": "vllm", "think.plan_samples": 0})
+    with pytest.raises(ValueError, match="is served: use thinker_session"):
+        think_module.thinker_backend(served, "x")
+    with pytest.raises(BackendError, match="serve.launch is empty"):
+        with think_module.thinker_session(served, str(tmp_path / "round2-thinker"), tmp_path):
+            pass
+    # a chunk fills every request slot of the servers (2 x 100), and is never smaller than CHUNK_QUESTIONS
+    assert think_module.chunk_questions(load_profile("tiny", {"models.backend": "vllm", "serve.concurrency": 100,
+                                                              "serve.base_urls": ["http://a:1/v1", "http://b:1/v1"]})) == 200
+    assert think_module.chunk_questions(load_profile("tiny", {"models.backend": "vllm", "serve.concurrency": 2,
+                                                              "serve.base_urls": ["http://a:1/v1"]})) == think_module.CHUNK_QUESTIONS
 
 
 def test_missing_inputs_name_the_notebook_to_run(tmp_path):

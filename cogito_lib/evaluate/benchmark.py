@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..config import DATASET_ENV, Profile
 from ..io import portable, stable_id
-from ..mmar import load_meta
+from ..mmar import first_items, load_meta
 from ..world.mmar_synth import META_NAME, build_mmar_synth
 from ..world.skills import TIERS
 
@@ -47,6 +47,14 @@ def mmar_missing_message(profile: Profile) -> str:
             f"use the tiny or mini profile (MMAR-synth).")
 
 
+def mmar_audio_advice(profile: Profile) -> str:
+    """What to do about missing MMAR audio (the files are MMAR's own download, placed as audio/<id>.wav)."""
+    root = profile.datasets.mmar or "/data/MMAR"
+    return (f"download MMAR's audio ({MMAR_DOWNLOAD}; `hf download BoJack/MMAR --repo-type dataset --local-dir "
+            f"{root}`) so that every item's audio_path (./audio/<id>.wav) exists under {root}, or evaluate fewer "
+            f"items (eval.num_items: the first N items need only their own audio)")
+
+
 def check_benchmark(profile: Profile) -> None:
     """Fail early, with one message, when the benchmark cannot be found (paper profile without MMAR)."""
     if profile.eval.benchmark == "mmar":
@@ -64,13 +72,18 @@ def load_benchmark(profile: Profile, run_dir: str | Path, *, progress: bool = Tr
     else:
         meta_path = Path(profile.datasets.mmar) / META_NAME
         info = {"root": str(profile.datasets.mmar)}
-    meta = load_meta(meta_path)
+    meta = load_meta(meta_path, check_audio=False)
     if meta.problems:
         raise BenchmarkMissing(f"{meta_path}: {len(meta.problems)} problem(s), e.g. {meta.problems[0]}; "
-                               f"fix the meta file or the audio folder (missing audio cannot be evaluated)")
+                               f"fix the meta file")
     items = meta.items
-    if profile.eval.benchmark == "mmar" and profile.eval.num_items < len(items):
-        items = items[:profile.eval.num_items]   # a quick partial run; the default (1000) keeps all of MMAR
+    if profile.eval.benchmark == "mmar":   # a partial run evaluates (and needs the audio of) the first N only
+        items = first_items(items, profile.eval.num_items)
+    info = {**info, "meta_items": len(meta.items)}
+    missing = [it for it in items if not Path(it["audio_file"]).is_file()]
+    if missing:
+        raise BenchmarkMissing(f"{len(missing)} of the {len(items)} items to evaluate have no audio, e.g. "
+                               f"{missing[0]['audio_file']}: {mmar_audio_advice(profile)}")
     fingerprint = stable_id([(it["id"], portable(it["audio_path"], run_dir), it["question"], it["choices"],
                               it["answer"]) for it in items], info.get("fingerprint"), length=12)
     return Benchmark(profile.eval.benchmark, meta_path, items, fingerprint, info)

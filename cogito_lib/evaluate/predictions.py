@@ -1,4 +1,9 @@
-"""Predictions of notebook 07: which models there are, and their greedy reasoning + answer per item, cached."""
+"""Predictions of notebook 07: which models there are, and their greedy reasoning + answer per item, cached.
+
+In-process (`models.backend = "hf"`, the miniature) each model is loaded here and generates in batches. Served
+(`vllm`, the paper) every model goes through the engine: the base through `serve.base_urls`, a fine-tuned model
+through a server `serve.launch` starts on its merged weights (vLLM 0.19 serves no LoRA on Qwen3-Omni), stopped
+when its predictions are done."""
 from __future__ import annotations
 
 import time
@@ -93,6 +98,42 @@ def generate_predictions(model, processor, items: Sequence[Mapping], *, max_new_
             for it, row in zip(items, report.outputs)]
 
 
+def served_predictions(backend, items: Sequence[Mapping], *, max_new_tokens: int) -> list[dict]:
+    """Greedy reasoning + answer for each item from a served backend (one request per item, in flight together),
+    as prediction records: the same prompt, split and keys as `generate_predictions`."""
+    from ..models.audio import AudioCache
+    from ..models.backends import GenerationRequest
+    from ..models.generate import build_messages, format_mmar_question, split_thinking
+
+    audio = AudioCache()
+    requests = [GenerationRequest(request_id=it["id"], messages=build_messages(format_mmar_question(
+        it["question"], it["choices"])), waveform=audio(it["audio_file"]), max_new_tokens=max_new_tokens,
+        temperature=0.0, num_samples=1, seed=0) for it in items]
+    records = []
+    for it, result in zip(items, backend.generate(requests)):
+        out = split_thinking(result.texts[0] if result.texts else "", require_think=False)
+        records.append({"id": it["id"], "thinking_prediction": out.thinking,
+                        "answer_prediction": out.answer_prediction, "parse_failed": bool(out.parse_failed),
+                        "parse_status": out.parse_status})
+    return records
+
+
+def merged_weights(spec: ModelSpec, profile: Profile) -> str:
+    """A folder a server can load for `spec`: the base, 06's merged folder, or the adapter merged into the base
+    now (saved beside the adapter as `merged/`)."""
+    if not spec.adapter:
+        return spec.base
+    if spec.merged:
+        return spec.merged
+    from ..models import save_model
+
+    out = Path(spec.adapter).parent / "merged"
+    print(f"merging {spec.adapter} into {spec.base} for the server ({out})")
+    model, processor = load_eval_model(spec, profile)
+    save_model(model, processor, out, merge=False)
+    return str(out)
+
+
 def predictions_path(stage_dir: str | Path, model: str) -> Path:
     return Path(stage_dir) / f"predictions-{model}.jsonl"
 
@@ -104,10 +145,15 @@ def predict(spec: ModelSpec, benchmark: Benchmark, profile: Profile, stage_dir: 
     The cache is valid for the same benchmark fingerprint, model weights and generation budget; records are
     appended as each chunk finishes, so a killed run generates only what is missing. Returns the records in
     item order and {generated, reused, seconds}."""
+    from ..models.serving import role_kind
+
     path = predictions_path(stage_dir, spec.name)
     info_path = path.with_suffix(".info.json")
     settings = {"model": spec.name, "model_key": spec.key(Path(stage_dir).parent), "benchmark": benchmark.name,
                 "benchmark_fingerprint": benchmark.fingerprint, "max_new_tokens": max_new_tokens}
+    kind = role_kind(profile, "base")
+    if kind != "hf":  # served greedy decoding is not bit-identical to transformers': predictions of each stay apart
+        settings["backend"] = kind
     previous = read_json(info_path, {}) or {}
     if {k: previous.get(k) for k in settings} != settings:
         path.unlink(missing_ok=True)
@@ -116,7 +162,17 @@ def predict(spec: ModelSpec, benchmark: Benchmark, profile: Profile, stage_dir: 
     done = {r["id"]: r for r in read_jsonl(path) if r.get("id") in wanted}
     missing = [it for it in benchmark.items if it["id"] not in done]
     started = time.perf_counter()
-    if missing:
+    if missing and kind != "hf":
+        from ..models.serving import served
+
+        chunk = max(batch_size, profile.serve.concurrency * max(1, len(profile.serve.base_urls)))
+        with served(profile, "base", merged_weights(spec, profile), log_dir=stage_dir, name=f"cogito-{spec.name}",
+                    progress=progress) as backend, JsonlJournal(path) as journal:
+            for start in range(0, len(missing), chunk):
+                for record in served_predictions(backend, missing[start:start + chunk], max_new_tokens=max_new_tokens):
+                    journal.append(record)
+                    done[record["id"]] = record
+    elif missing:
         from ..models.frontend import make_frontend
 
         model, processor = load_eval_model(spec, profile)

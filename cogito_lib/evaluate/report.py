@@ -149,11 +149,18 @@ def gain_sentence(model: str, vs: Mapping[str, Any], benchmark: str = "") -> str
 
 
 def write_submissions(evaluation: Evaluation, stage_dir: str | Path) -> dict[str, dict]:
-    """A challenge submission file per model (`submission-<model>.jsonl`), each checked by validate_submission."""
+    """A challenge submission file per model (`submission-<model>.jsonl`), each checked by validate_submission
+    against the items evaluated. A partial run (eval.num_items below the meta's size) makes a submission for its
+    first N items; `check` is the command that gives the same verdict on it."""
+    items = evaluation.benchmark.items
+    total = int(evaluation.benchmark.info.get("meta_items") or len(items))
     out = {}
     for name, records in evaluation.predictions.items():
         path = write_submission(records, Path(stage_dir) / f"submission-{name}.jsonl", truncate=True)
-        out[name] = {"path": str(path), "problems": validate_submission(evaluation.benchmark.items, path)}
+        check = (f"python -m cogito_lib.mmar validate-submission --meta {evaluation.benchmark.meta_path} "
+                 f"--predictions {path}" + (f" --num-items {len(items)}" if len(items) < total else ""))
+        out[name] = {"path": str(path), "problems": validate_submission(items, path), "items": len(items),
+                     "meta_items": total, "partial": len(items) < total, "check": check}
     evaluation.submissions = out
     return out
 

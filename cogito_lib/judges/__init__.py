@@ -6,7 +6,7 @@
 
 | role | miniature (`models.judge = "metadata"`, MMAR-synth) | paper scale |
 |---|---|---|
-| trace | `MetadataTraceJudge`: the world's ground truth | `LLMTraceJudge`: `models.judge` on `models.backend` |
+| trace | `MetadataTraceJudge`: the world's ground truth | `LLMTraceJudge`: `models.judge` on its backend |
 | rubric | `MetadataRubricJudge`: the item's gold listing and steps | `OpenAIRubricJudge`: GPT-4o, the official setting |
 """
 from __future__ import annotations
@@ -24,37 +24,67 @@ ROLES = ("trace", "rubric")
 
 
 def make_judge(profile, role: str, *, run_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-               **kwargs: Any):
+               backend: Any = None, **kwargs: Any):
     """The profile's judge for `role`.
 
-    trace: the metadata judge when `models.judge` is "metadata", else `LLMTraceJudge` on `models.backend`
-    (audio paths resolved under `run_dir`; OpenAI replies cached under `cache_dir`; extra kwargs such as
-    `with_audio` or `max_new_tokens` go to it).
-    rubric: the metadata judge for MMAR-synth, the official OpenAI-compatible judge for MMAR; JudgeUnavailable
-    when its API key is not set."""
+    trace: the metadata judge when `models.judge` is "metadata", else `LLMTraceJudge` on `backend` (default: the
+    judge role's backend, `cogito_lib.models.serving.role_backend`; audio paths resolved under `run_dir`; served
+    replies cached under `cache_dir`; extra kwargs such as `with_audio` go to it; its reply budget is
+    `audit.judge_max_new_tokens`).
+    rubric: the metadata judge for MMAR-synth; for MMAR the OpenAI-compatible judge `models.rubric_judge` on
+    `models.rubric_backend` (an API with the key in `serve.api_key_env`, or a vLLM server in
+    `serve.rubric_urls`); JudgeUnavailable when it cannot run here (no API key, no server)."""
     if role == "trace":
         if profile.models.judge == "metadata":
             return MetadataTraceJudge()
-        from ..models.backends import make_backend
+        if backend is None:
+            from ..models.serving import role_backend
 
-        kind, model = profile.models.backend, profile.models.judge
-        if kind == "openai":
-            backend = make_backend("openai", model, cache_dir=cache_dir, timeout=profile.llm.timeout_s,
-                                   max_retries=profile.llm.retries, backoff_max=profile.llm.backoff_max_s)
-        elif kind == "hf":
-            backend = make_backend("hf", model, device=profile.models.device, dtype=profile.models.dtype)
-        else:
-            backend = make_backend(kind, model)
-        return LLMTraceJudge(backend, model, audio_root=run_dir, **kwargs)
+            backend = role_backend(profile, "judge", cache_dir=cache_dir)
+        kwargs.setdefault("max_new_tokens", profile.audit.judge_max_new_tokens)
+        kwargs.setdefault("with_audio", profile.audit.judge_with_audio)
+        return LLMTraceJudge(backend, profile.models.judge, audio_root=run_dir, **kwargs)
     if role == "rubric":
         if profile.eval.benchmark == "mmar-synth":
             return MetadataRubricJudge()
-        judge = OpenAIRubricJudge(cache_dir=cache_dir, **kwargs)
-        if not os.environ.get(judge.api_key_env):
-            raise JudgeUnavailable(f"{judge.api_key_env} is not set: MMAR-Rubrics needs the OpenAI-compatible judge "
-                                   f"({judge.model}); export the key, or read accuracy without rubrics")
-        return judge
+        return _rubric_judge(profile, cache_dir, **kwargs)
     raise ValueError(f"unknown judge role {role!r}; the roles are: {', '.join(ROLES)}")
+
+
+def rubric_judge_for(config: str | Path | None = None, sets=(), *, cache_dir: str | Path | None = None,
+                     **kwargs: Any) -> OpenAIRubricJudge:
+    """The MMAR-Rubrics judge of a run configuration (`python -m cogito_lib.mmar rubrics --config FILE`): the
+    paper profile's unless the file names another. A missing API key is not an error here: cached replies need
+    none, and the first request that needs it says so."""
+    from ..config import resolve_config
+
+    _, profile = resolve_config(None, config, sets, default="paper")
+    return _rubric_judge(profile, cache_dir, check_key=False, **kwargs)
+
+
+def _rubric_judge(profile, cache_dir: str | Path | None, *, check_key: bool = True, **kwargs: Any) -> OpenAIRubricJudge:
+    from ..models.backends import BackendError
+    from ..models.serving import VLLM_KEY_ENV, served_name
+
+    model, urls = profile.models.rubric_judge, profile.serve.rubric_urls
+    kwargs.setdefault("timeout", profile.serve.timeout_s)
+    if profile.models.rubric_backend == "vllm":
+        if not urls:
+            raise JudgeUnavailable(f"models.rubric_backend is vllm but serve.rubric_urls is empty: start a server "
+                                   f"for {model} and list it there, or read accuracy without rubrics")
+        try:
+            name = served_name(urls[0], model, role="rubric")
+        except BackendError as err:
+            raise JudgeUnavailable(f"the rubric judge's server: {err}") from None
+        kwargs["requests_per_minute"] = 0  # a local server: no rate limit
+        return OpenAIRubricJudge(model=name, base_url=urls[0], api_key_env=VLLM_KEY_ENV, require_key=False,
+                                 cache_dir=cache_dir, **kwargs)
+    judge = OpenAIRubricJudge(model=model, base_url=urls[0] if urls else None, api_key_env=profile.serve.api_key_env,
+                              cache_dir=cache_dir, **kwargs)
+    if check_key and not os.environ.get(judge.api_key_env):
+        raise JudgeUnavailable(f"{judge.api_key_env} is not set: MMAR-Rubrics needs the OpenAI-compatible judge "
+                               f"({judge.model}); export the key, or read accuracy without rubrics")
+    return judge
 
 
 def describe(judge) -> str:
@@ -69,4 +99,4 @@ def describe(judge) -> str:
 __all__ = ["JudgeError", "JudgeOutputError", "JudgeUnavailable", "LLMTraceJudge", "MetadataRubricJudge",
            "MetadataTraceJudge", "OpenAIRubricJudge", "ROLES", "RubricJudge", "TraceJudge", "Verdict",
            "build_judge_prompt", "build_rubric_prompt", "describe", "make_judge", "parse_judge_output",
-           "parse_rubric_scores"]
+           "parse_rubric_scores", "rubric_judge_for"]

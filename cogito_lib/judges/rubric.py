@@ -131,11 +131,13 @@ class OpenAIRubricJudge:
                  temperature: float = 0.0, seed: int = DEFAULT_SEED, vary_seed: bool = False,
                  requests_per_minute: float = 60.0, max_retries: int = 6, parse_retries: int = 2,
                  timeout: float = 120.0, backoff_base: float = 1.0, backoff_max: float = 60.0,
-                 system_prompt: str = SYSTEM_PROMPT, sleep: Callable[[float], None] = time.sleep):
+                 system_prompt: str = SYSTEM_PROMPT, sleep: Callable[[float], None] = time.sleep,
+                 require_key: bool = True):
         self.client = OpenAIChatClient(
             model, base_url, api_key_env=api_key_env, cache_dir=cache_dir, max_retries=max_retries,
             backoff_base=backoff_base, backoff_max=backoff_max, timeout=timeout,
-            requests_per_minute=requests_per_minute, parse_retries=parse_retries, sleep=sleep)
+            requests_per_minute=requests_per_minute, parse_retries=parse_retries, sleep=sleep,
+            require_key=require_key)
         self.temperature, self.seed, self.vary_seed = temperature, seed, vary_seed
         self.system_prompt = system_prompt
 

@@ -16,7 +16,7 @@ One quirk of the official rule is kept on purpose: a distractor with exactly the
 
 CLI:
     python -m cogito_lib.mmar score --meta META.jsonl --predictions PRED.jsonl --out scores.json
-    python -m cogito_lib.mmar validate-submission --meta META.jsonl --predictions PRED.jsonl
+    python -m cogito_lib.mmar validate-submission --meta META.jsonl --predictions PRED.jsonl [--num-items N]
     python -m cogito_lib.mmar rubrics --meta META.jsonl --predictions PRED.jsonl --out rubrics.json [--cache-dir D]
 
 A bad meta row stops every command (`--exclude-bad-rows` scores without the bad rows and lists them); a repeated
@@ -25,7 +25,7 @@ line naming the file and line (`--debug` shows the traceback).
 """
 from __future__ import annotations
 
-from .meta import MetaError, MetaLoad, MetaProblem, load_meta, resolve_audio, validate_row
+from .meta import MetaError, MetaLoad, MetaProblem, first_items, load_meta, resolve_audio, validate_row
 from .rubrics import score_rubrics, trimmed_run_mean
 from .rule import (CATEGORIES, LAYERS, MODALITIES, PROMPT_INSTRUCTION, RUBRIC_SIZE, SUBMISSION_KEYS,
                    THINKING_LIMIT, format_prompt, is_correct, item_prompt, normalise_category, tokenize)
@@ -36,7 +36,7 @@ from .submission import validate_submission, write_submission
 
 __all__ = [
     "CATEGORIES", "LAYERS", "MODALITIES", "PROMPT_INSTRUCTION", "RUBRIC_SIZE", "SUBMISSION_KEYS", "THINKING_LIMIT",
-    "MetaError", "MetaLoad", "MetaProblem", "bootstrap_ci", "format_prompt", "format_table", "index_predictions",
+    "MetaError", "MetaLoad", "MetaProblem", "bootstrap_ci", "first_items", "format_prompt", "format_table", "index_predictions",
     "is_correct", "is_parse_failure", "item_prompt", "load_meta", "normalise_category", "read_predictions", "resolve_audio",
     "score_predictions", "score_rubrics", "tokenize", "trimmed_run_mean", "validate_row", "validate_submission",
     "write_submission",

@@ -199,3 +199,9 @@ def load_meta(meta_path: str | os.PathLike, audio_root: str | os.PathLike | None
                 problems.append(MetaProblem("missing_audio", f"audio file not found: {item['audio_file']}",
                                             id=item["id"]))
     return result.raise_if_problems() if strict else result
+
+
+def first_items(items: list[dict], num_items: int | None) -> list[dict]:
+    """The items a partial evaluation covers: the first `num_items` in meta order (all of them when `num_items`
+    is None, 0 or at least their number). The kit's evaluation and `validate-submission --num-items` both use it."""
+    return list(items) if not num_items or num_items >= len(items) else list(items[:num_items])

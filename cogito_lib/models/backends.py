@@ -1,9 +1,11 @@
-"""Generation backends behind one interface: HF in-process (default), vLLM (GPU, optional), and an
-OpenAI-compatible chat endpoint (for the annotator and judge roles at paper scale).
+"""Generation backends behind one interface: HF in-process (the miniature) and OpenAI-compatible chat endpoints
+(vLLM's server at paper scale, or an API), both returning the same results.
 
 Every backend takes `GenerationRequest`s (messages or a rendered prompt, audio as a path or a waveform,
 sampling parameters, K samples) and returns one `GenerationResult` per request, in order, with each text already
-split into thinking and answer_prediction.
+split into thinking and answer_prediction. vLLM runs as a server in its own environment (envs/vllm, pinned apart
+from the kit's torch and transformers); the kit talks to it over HTTP with `OpenAIChatBackend`, which spreads
+requests over several servers with a bounded number in flight per server.
 """
 from __future__ import annotations
 
@@ -262,85 +264,6 @@ def generate_by_segments(backend, requests: list[GenerationRequest]) -> list[Gen
     return results  # type: ignore[return-value]
 
 
-# ----------------------------------------------------------------------------------------------- vLLM
-VLLM_MISSING = ("vLLM is not installed: it is an optional GPU-only extra. Install it on a CUDA machine with "
-                "`pip install -e .[vllm]` (or use backend 'hf', which needs nothing more).")
-
-
-def _import_vllm():
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        raise BackendError(VLLM_MISSING) from None
-    return vllm
-
-
-def request_to_vllm(request: GenerationRequest, render: Callable[[list[dict]], str]) -> tuple[dict, dict]:
-    """A vLLM prompt dict (text + `multi_modal_data`) and the keyword arguments of its `SamplingParams`.
-
-    vLLM expands the single audio placeholder itself, so the prompt keeps the chat template's one placeholder.
-    """
-    prompt: dict[str, Any] = {"prompt": _render(request, render)}
-    audio = request.audio()
-    if audio is not None:
-        prompt["multi_modal_data"] = {"audio": [(audio, SAMPLE_RATE)]}
-    params = dict(n=request.num_samples, max_tokens=request.max_new_tokens, seed=request.seed,
-                  temperature=max(request.temperature, 0.0), top_p=request.top_p if request.temperature > 0 else 1.0)
-    if request.stop:
-        params.update(stop=list(request.stop), include_stop_str_in_output=True)
-    return prompt, params
-
-
-def vllm_output_to_result(request: GenerationRequest, output: Any) -> GenerationResult:
-    """A `GenerationResult` from one vLLM `RequestOutput` (`.outputs[i].text`, `.finish_reason`)."""
-    completions = sorted(output.outputs, key=lambda c: getattr(c, "index", 0))
-    prompt_ids = getattr(output, "prompt_token_ids", None)
-    return GenerationResult(
-        request.request_id, [c.text for c in completions],
-        finish_reasons=[getattr(c, "finish_reason", None) for c in completions], backend="vllm",
-        num_prompt_tokens=len(prompt_ids) if prompt_ids is not None else None)
-
-
-class VLLMBackend:
-    """vLLM offline engine (GPU only). `llm` may be any object with vLLM's `generate(prompts, sampling_params)`."""
-
-    name = "vllm"
-
-    def __init__(self, model: str | None = None, llm: Any = None, render: Callable[[list[dict]], str] | None = None,
-                 sampling_params_cls: Any = None, **engine_kwargs: Any):
-        if llm is None:
-            vllm = _import_vllm()
-            if model is None:
-                raise ValueError("VLLMBackend needs a model id/folder or an llm engine")
-            engine_kwargs.setdefault("limit_mm_per_prompt", {"audio": 1})
-            llm = vllm.LLM(model=str(model), **engine_kwargs)
-        if sampling_params_cls is None:
-            sampling_params_cls = _import_vllm().SamplingParams
-        if render is None:
-            if model is None:
-                raise ValueError("VLLMBackend needs render= or a model folder to read the chat template from")
-            from .loading import load_processor
-
-            processor = load_processor(model)
-
-            def render(messages: list[dict]) -> str:
-                return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        self.llm, self.render, self.sampling_params_cls = llm, render, sampling_params_cls
-
-    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        if any(r.segments for r in requests):
-            return generate_by_segments(self, requests)
-        prompts, params = [], []
-        for request in requests:
-            prompt, kwargs = request_to_vllm(request, self.render)
-            prompts.append(prompt)
-            params.append(self.sampling_params_cls(**kwargs))
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        if len(outputs) != len(requests):
-            raise BackendError(f"vLLM returned {len(outputs)} outputs for {len(requests)} requests")
-        return [vllm_output_to_result(r, o) for r, o in zip(requests, outputs)]
-
-
 # ----------------------------------------------------------------------------------------------- OpenAI-compatible
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUS = frozenset({408, 409, 418, 425, 429})  # plus every 5xx
@@ -396,10 +319,13 @@ class OpenAIChatClient:
     def __init__(self, model: str, base_url: str | None = None, *, api_key_env: str = "OPENAI_API_KEY",
                  cache_dir: str | os.PathLike | None = None, max_retries: int = 2, backoff_base: float = 1.0,
                  backoff_max: float = 8.0, timeout: float = 30.0, requests_per_minute: float | None = 0.0,
-                 parse_retries: int = 2, sleep: Callable[[float], None] = time.sleep, quiet: bool = False):
+                 parse_retries: int = 2, sleep: Callable[[float], None] = time.sleep, quiet: bool = False,
+                 require_key: bool = True, cache_scope: str | None = None):
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.api_key_env = api_key_env
+        self.require_key = require_key  # False: a server without a key (vLLM without --api-key) gets no header
+        self.cache_scope = cache_scope  # what the cache key names instead of base_url (one cache for many servers)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.max_retries, self.backoff_base, self.backoff_max, self.timeout = (
             max_retries, backoff_base, backoff_max, timeout)
@@ -425,7 +351,7 @@ class OpenAIChatClient:
 
     def cache_key(self, payload: dict, cache_tag: Any = None) -> str:
         """Hash of base URL + request body (+ `cache_tag` when given, e.g. a rater run); never the API key."""
-        material: dict[str, Any] = {"base_url": self.base_url, "payload": payload}
+        material: dict[str, Any] = {"base_url": self.cache_scope or self.base_url, "payload": payload}
         if cache_tag is not None:
             material["tag"] = cache_tag
         return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
@@ -440,12 +366,15 @@ class OpenAIChatClient:
     def _post(self, payload: dict) -> dict:
         """One HTTP request (rate limited); the parsed response, or raises _Retryable / BackendError."""
         key = os.environ.get(self.api_key_env, "")
-        if not key:
+        if not key and self.require_key:
             raise BackendError(f"environment variable {self.api_key_env} is not set: export it to call "
                                f"{self.base_url} (cached responses need no key)")
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         request = urllib.request.Request(
             f"{self.base_url}/chat/completions", data=json.dumps(payload).encode("utf-8"), method="POST",
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+            headers=headers)
         self._limiter.acquire()
         self.stats["requests"] += 1
         try:
@@ -571,40 +500,139 @@ def request_to_openai_messages(request: GenerationRequest) -> list[dict]:
 
 
 def openai_choice_text(choice: dict) -> str:
-    """The text of one choice; a separate `reasoning_content` (vLLM reasoning parsers) is put back in think tags."""
+    """The text of one choice. A separate reasoning field (`reasoning`, vLLM 0.19's reasoning parsers; or
+    `reasoning_content`) is put back in think tags; reasoning cut off by the token budget (no content,
+    finish_reason "length") stays unclosed, as the model wrote it."""
     message = choice.get("message") or {}
     content = message.get("content") or ""
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    return f"<think>\n{reasoning}\n</think>\n\n{content}" if reasoning else content
+    reasoning = message.get("reasoning")
+    if reasoning is None:
+        reasoning = message.get("reasoning_content")
+    if reasoning is None:  # no reasoning parser on the server: the text is as the model wrote it
+        return content
+    if not content and choice.get("finish_reason") == "length":
+        return f"<think>\n{reasoning}"
+    return f"<think>\n{reasoning}\n</think>\n\n{content}"
+
+
+def chat_arguments(request: GenerationRequest) -> dict:
+    """The sampling fields of one chat-completions request, with vLLM's names (`n` gives the K samples)."""
+    arguments: dict[str, Any] = dict(temperature=request.temperature,
+                                     top_p=request.top_p if request.temperature > 0 else None,
+                                     max_tokens=request.max_new_tokens, n=request.num_samples, seed=request.seed)
+    if request.stop:  # vLLM drops the stop string unless asked to keep it; the HF backend keeps it
+        arguments.update(stop=list(request.stop), include_stop_str_in_output=True)
+    return arguments
 
 
 class OpenAIChatBackend:
-    """Generation through an OpenAI-compatible chat endpoint (annotator / judge roles; any served model)."""
+    """Generation through OpenAI-compatible chat endpoints: vLLM servers or an API serving one model.
+
+    `clients` holds one `OpenAIChatClient` per server; each request goes to a server with a free slot, at most
+    `concurrency` in flight per server (bounded, so a slow server gets fewer), and the results come back in
+    request order. The first request that fails for good (after the client's retries) stops the batch with its
+    BackendError; replies already cached stay cached."""
 
     name = "openai"
 
-    def __init__(self, client: OpenAIChatClient):
-        self.client = client
+    def __init__(self, clients: OpenAIChatClient | Sequence[OpenAIChatClient], *, concurrency: int = 1,
+                 progress: bool = False, desc: str = "requests", name: str | None = None):
+        self.clients = [clients] if isinstance(clients, OpenAIChatClient) else list(clients)
+        if not self.clients:
+            raise ValueError("OpenAIChatBackend needs at least one client (one per server URL)")
+        self.concurrency, self.progress, self.desc = max(1, int(concurrency)), progress, desc
+        if name:
+            self.name = name
+
+    @property
+    def client(self) -> OpenAIChatClient:
+        """The first server's client (the only one for a single URL)."""
+        return self.clients[0]
+
+    def __repr__(self) -> str:
+        urls = ", ".join(c.base_url for c in self.clients)
+        return f"OpenAIChatBackend({self.name}: {self.client.model!r} at {urls}, {self.concurrency} per server)"
+
+    def _one(self, client: OpenAIChatClient, request: GenerationRequest) -> GenerationResult:
+        messages = request_to_openai_messages(request)
+        arguments = chat_arguments(request)
+        path = client._cache_path(client.cache_key(client.payload(messages, **arguments)))
+        cached = path is not None and path.exists()
+        check = _reply_check(request.accept) if request.accept is not None else None
+        try:
+            response = client.chat(messages, check=check, **arguments)
+        except MalformedResponseError as err:  # the caller reads the last reply as the failure it is
+            response = err.response or {}
+        choices = sorted(response.get("choices", []), key=lambda c: c.get("index", 0))
+        usage = response.get("usage") or {}
+        return GenerationResult(request.request_id, [openai_choice_text(c) for c in choices],
+                                finish_reasons=[c.get("finish_reason") for c in choices], backend=self.name,
+                                cached=cached, num_prompt_tokens=usage.get("prompt_tokens"))
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        results = []
-        for request in requests:
-            hits = self.client.stats["cache_hits"]
-            check = _reply_check(request.accept) if request.accept is not None else None
+        import queue
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+        if not requests:
+            return []
+        slots: queue.Queue = queue.Queue()
+        for index in range(len(self.clients)):
+            for _ in range(self.concurrency):
+                slots.put(index)
+
+        def send(request: GenerationRequest) -> GenerationResult:
+            slot = slots.get()
             try:
-                response = self.client.chat(request_to_openai_messages(request), temperature=request.temperature,
-                                            top_p=request.top_p if request.temperature > 0 else None,
-                                            max_tokens=request.max_new_tokens, n=request.num_samples,
-                                            seed=request.seed, check=check)
-            except MalformedResponseError as err:  # the caller reads the last reply as the failure it is
-                response = err.response or {}
-            choices = sorted(response.get("choices", []), key=lambda c: c.get("index", 0))
-            usage = response.get("usage") or {}
-            results.append(GenerationResult(
-                request.request_id, [openai_choice_text(c) for c in choices],
-                finish_reasons=[c.get("finish_reason") for c in choices], backend=self.name,
-                cached=self.client.stats["cache_hits"] > hits, num_prompt_tokens=usage.get("prompt_tokens")))
-        return results
+                return self._one(self.clients[slot], request)
+            finally:
+                slots.put(slot)
+
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(requests), desc=self.desc, unit="req")
+        pool = ThreadPoolExecutor(max_workers=min(len(requests), len(self.clients) * self.concurrency))
+        try:
+            futures = [pool.submit(send, request) for request in requests]
+            if bar is not None:
+                for future in futures:
+                    future.add_done_callback(lambda _: bar.update(1))
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in futures if f.done() and f.exception() is not None]
+            if failed:
+                raise failed[0].exception()
+            return [f.result() for f in futures]
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            if bar is not None:
+                bar.close()
+
+
+def list_models(base_url: str, *, timeout: float = 10.0, api_key_env: str | None = None) -> list[dict]:
+    """The model cards a server lists at `GET {base_url}/models` ({"id", "root", ...} each, vLLM's shape).
+
+    Raises BackendError saying why when the server cannot be reached or does not answer like an
+    OpenAI-compatible server."""
+    headers = {}
+    key = os.environ.get(api_key_env or "", "") if api_key_env else ""
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    url = f"{base_url.rstrip('/')}/models"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+            data = json.loads(response.read().decode("utf-8", errors="replace"))
+    except urllib.error.HTTPError as err:
+        raise BackendError(f"{url} answered HTTP {err.code}") from None
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise BackendError(f"{url} cannot be reached ({type(err).__name__}: {reason})") from None
+    except json.JSONDecodeError:
+        raise BackendError(f"{url} did not answer with JSON: not an OpenAI-compatible server") from None
+    cards = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(cards, list):
+        raise BackendError(f"{url} did not answer with a model list ({{\"data\": [...]}})")
+    return [c for c in cards if isinstance(c, dict) and isinstance(c.get("id"), str)]
 
 
 def _reply_check(accept: Callable[[str], Any]) -> Callable[[dict], None]:
@@ -619,16 +647,22 @@ def _reply_check(accept: Callable[[str], Any]) -> Callable[[dict], None]:
 
 
 def make_backend(kind: str, model: Any = None, processor: Any = None, **kwargs: Any) -> GenerationBackend:
-    """A backend by name: "hf" (a loaded model + processor, or a checkpoint), "vllm" (a checkpoint), or "openai"
-    (an API model name; base_url, cache_dir, api_key_env in kwargs)."""
+    """A backend by name: "hf" (a loaded model + processor, or a checkpoint), or "openai" / "vllm" (an
+    OpenAI-compatible endpoint serving `model`: `base_url` or `base_urls`, `concurrency`, `progress`, and the
+    client's keyword arguments such as cache_dir or api_key_env; "vllm" sends no key unless $VLLM_API_KEY is
+    set). `cogito_lib.models.serving.role_backend` builds these from a profile."""
     if kind == "hf":
         if processor is not None:
             return HFBackend(model, processor, **kwargs)
         return HFBackend.from_pretrained(model, **kwargs)
-    if kind == "vllm":
-        return VLLMBackend(model, **kwargs)
-    if kind == "openai":
-        return OpenAIChatBackend(OpenAIChatClient(model, **kwargs))
+    if kind in ("openai", "vllm"):
+        urls = list(kwargs.pop("base_urls", None) or [kwargs.pop("base_url", None)])
+        concurrency, progress = kwargs.pop("concurrency", 1), kwargs.pop("progress", False)
+        if kind == "vllm":
+            kwargs.setdefault("api_key_env", "VLLM_API_KEY")
+            kwargs.setdefault("require_key", False)
+        clients = [OpenAIChatClient(model, url, **kwargs) for url in urls]
+        return OpenAIChatBackend(clients, concurrency=concurrency, progress=progress, name=kind)
     raise ValueError(f"unknown backend {kind!r}; choose hf, vllm or openai")
 
 

@@ -31,7 +31,7 @@ def _missing_message(name: str, family: ModelFamily | None, reason: str = "") ->
         lines.append(
             f"Download it on a machine with network access: "
             f"`hf download {hub_id} --local-dir /models/{hub_id.split('/')[-1]}` "
-            f"(or `huggingface-cli download {hub_id}` to fill the cache {cache}); then set models.base to that folder "
+            f"(or `hf download {hub_id}` to fill the cache {cache}); then set models.base to that folder "
             f"or copy the cache here.")
     else:
         lines.append("Pass a folder that holds config.json and the weights, a hub id you have downloaded, or "
@@ -134,6 +134,54 @@ def load_model(name_or_path: str | os.PathLike, family: str | ModelFamily | None
         model = model.to(device)
     model.eval()
     return model, processor
+
+
+def full_omni_checkpoint(folder: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """`folder` in the layout vLLM serves: an omni *thinker* checkpoint (what the kit saves: tiny builds, merged
+    fine-tunes) rewritten as the full model (config `model_type` of the full class with the thinker's config as
+    `thinker_config` and audio output off; every weight renamed `thinker.<name>`), which is the architecture vLLM's
+    registry knows (`Qwen3OmniMoeForConditionalGeneration`). Any other checkpoint is returned as it is.
+
+    Written once to `out` (default: `<folder>-full` beside it), shard by shard, and reused while the source's
+    weight files are unchanged; `load_model` reads it back as the same thinker."""
+    import shutil
+
+    folder = Path(folder)
+    config = read_config(folder)
+    family = family_for_model_type(config.get("model_type", ""))
+    if family is None or not family.full_model_type or config.get("model_type") != family.model_type:
+        return folder
+    out = Path(out) if out is not None else folder.with_name(folder.name + "-full")
+    weights = sorted(p for p in folder.iterdir() if p.suffix == ".safetensors")
+    stamp = {"source": folder.name, "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in weights]}
+    marker = out / "cogito_full.json"
+    if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == stamp:
+        return out
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    full_config = family.load_class("full_model").config_class(thinker_config=config, enable_audio_output=False)
+    full_config.architectures = [family.full_model_class]
+    full_config.save_pretrained(partial)
+    for path in weights:
+        with safe_open(str(path), framework="pt") as source:
+            tensors = {f"thinker.{key}": source.get_tensor(key) for key in source.keys()}
+        save_file(tensors, str(partial / path.name), metadata={"format": "pt"})
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        data = json.loads(index.read_text(encoding="utf-8"))
+        data["weight_map"] = {f"thinker.{k}": v for k, v in data.get("weight_map", {}).items()}
+        (partial / index.name).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    for path in folder.iterdir():
+        if path.is_file() and path.suffix != ".safetensors" and path.name not in ("config.json", index.name):
+            shutil.copy2(path, partial / path.name)
+    (partial / marker.name).write_text(json.dumps(stamp) + "\n", encoding="utf-8")
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    return out
 
 
 def tiny_info(folder: str | os.PathLike) -> dict | None:

@@ -1,9 +1,11 @@
-"""Command line for Cogito-pipe stages: `python -m cogito_lib.pipe <stage> --profile P --run-dir D [...]`.
+"""Command line for Cogito-pipe stages: `python -m cogito_lib.pipe <stage> [--profile P] [--config FILE]
+[--set KEY=VALUE ...] --run-dir D [...]`.
 
-Each stage is a subcommand registered in STAGES. A stage folder has one writer at a time: a second command on the
-same run dir and stage stops with one line naming the first (`--wait` waits for it). An error prints one line
-(`error: ...`, naming the file and what to do) and exits 2 for a profile or input error, 1 otherwise; `--debug`
-shows the traceback instead.
+Each stage is a subcommand registered in STAGES; the profile, the run configuration file and the overrides are
+resolved as for the runner (`cogito_lib.config.resolve_config`). A stage folder has one writer at a time: a second
+command on the same run dir and stage stops with one line naming the first (`--wait` waits for it). An error prints
+one line (`error: ...`, naming the file and what to do) and exits 2 for a configuration or input error, 1
+otherwise; `--debug` shows the traceback instead.
 """
 from __future__ import annotations
 
@@ -13,20 +15,9 @@ import os
 import sys
 from typing import Callable
 
-from cogito_lib.config import PROFILES, ConfigError, Profile, load_profile, resolve_run_dir
+from cogito_lib.config import PROFILES, ConfigError, Profile, resolve_config, resolve_run_dir
 from cogito_lib.io import DEBUG_HELP, LOCK_WAIT_ENV, cli_main
 from cogito_lib.layout import AUDIT, COLLECT, COT, QA, MissingInput
-
-
-def _parse_override(text: str) -> tuple[str, object]:
-    """KEY=VALUE with VALUE read as JSON when it parses (numbers, true/false, null), else as a string."""
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise ConfigError(f"--set expects KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def _run_collect(profile: Profile, args: argparse.Namespace) -> dict:
@@ -85,8 +76,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
     option_keys = {}
     for name, (help_text, add_arguments, _) in STAGES.items():
         stage = sub.add_parser(name, help=help_text, description=help_text)
-        stage.add_argument("--profile", default="mini", help=f"one of {', '.join(PROFILES)} (default mini)")
-        stage.add_argument("--run-dir", help="run folder (default runs/<profile>)")
+        stage.add_argument("--profile", default=None,
+                           help=f"one of {', '.join(PROFILES)} (default: the config file's, else mini)")
+        stage.add_argument("--config", default=None, metavar="FILE", help="run configuration (TOML)")
+        stage.add_argument("--run-dir", help="run folder (default: the config's run_dir, else runs/<profile>)")
         stage.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                            help="override a profile value, e.g. world.max_duration_s=3 (repeatable)")
         stage.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -102,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> int:
-        overrides = dict(_parse_override(item) for item in args.set)
-        overrides.update({key: getattr(args, option) for option, key in option_keys[args.stage].items()})
-        profile = load_profile(args.profile, overrides)
+        options = {key: getattr(args, option) for option, key in option_keys[args.stage].items()}
+        run_config, profile = resolve_config(args.profile, args.config, args.set, overrides=options)
+        args.run_dir = args.run_dir or run_config.run_dir
         if args.wait:
             os.environ[LOCK_WAIT_ENV] = "1"
         stats = STAGES[args.stage][2](profile, args)

@@ -17,7 +17,8 @@ Layout of `RUN_DIR/03-qa-construction/`:
     qa.jsonl         the questions, in manifest order (written atomically at the end)
     rejected.jsonl   one line per skipped clip or rejected item: {clip_id, reason, detail, ...}
     stats.json       counts by tier / skill / modality / category, rejections by reason, throughput
-    llm-cache/       (OpenAI-compatible backend only) cached responses
+    llm-cache/       (served backends: vllm, openai) cached responses
+    servers/         (serve.launch) the log of a server started for this stage
 
 Resume: a clip is done when the journal holds its entry for the same annotator fingerprint and the same clip
 record, and its wav is still the one stage 1 wrote (its content hash); a rerun after `kill -9` redoes only the
@@ -541,16 +542,20 @@ class LLMAnnotator:
 
 
 def make_backend_for(profile: Profile, stage_dir: Path) -> Any:
-    """The annotator's backend from the profile (models.backend, models.annotator); OpenAI replies are cached."""
-    from cogito_lib.models.backends import make_backend
+    """The annotator's backend from the profile (models.annotator on models.annotator_backend, its servers in
+    serve.annotator_urls); replies of a served model are cached in the stage's llm-cache/."""
+    from cogito_lib.models.serving import role_backend
 
-    kind, model = profile.models.backend, profile.models.annotator
-    if kind == "openai":
-        return make_backend("openai", model, cache_dir=stage_dir / "llm-cache", timeout=profile.llm.timeout_s,
-                            max_retries=profile.llm.retries, backoff_max=profile.llm.backoff_max_s)
-    if kind == "vllm":
-        return make_backend("vllm", model)
-    return make_backend("hf", model, dtype=profile.models.dtype, device=profile.models.device)
+    return role_backend(profile, "annotator", cache_dir=stage_dir / "llm-cache")
+
+
+def annotator_batch_size(profile: Profile) -> int:
+    """Clips per annotator call: enough to keep every configured server's request slots busy."""
+    from cogito_lib.models.serving import role_kind, role_urls
+
+    if role_kind(profile, "annotator") == "hf":
+        return 8
+    return max(8, profile.serve.concurrency * max(1, len(role_urls(profile, "annotator"))))
 
 
 def make_annotator(profile: Profile, stage_dir: Path, *, tiers: Sequence[str] = DEFAULT_TIERS,
@@ -566,7 +571,7 @@ def make_annotator(profile: Profile, stage_dir: Path, *, tiers: Sequence[str] = 
     backend = backend if backend is not None else make_backend_for(profile, stage_dir)
     return LLMAnnotator(backend, seeds, model=profile.models.annotator, num_seed_questions=a.num_seed_questions,
                         tiers=tiers, min_questions=a.min_questions_per_clip, max_questions=a.max_questions_per_clip,
-                        seed=seed)
+                        max_new_tokens=a.max_new_tokens, batch_size=annotator_batch_size(profile), seed=seed)
 
 
 # ------------------------------------------------------------------------------------------------- the stage
@@ -662,7 +667,22 @@ def annotate(profile: Profile, run_dir: str | Path, *, tiers: Sequence[str] = DE
     replaces the profile's one (tests, a custom backend). Resumable and crash-tolerant (module docstring).
     A model reply that could not be read is journalled as a failure and asked again only with `retry_failed`.
     When every clip's request failed, or the backend fails MAX_FAILED_BATCHES batches in a row, nothing is
-    published and StageFailed says why (the journal keeps every finished clip)."""
+    published and StageFailed says why (the journal keeps every finished clip).
+    An LLM annotator on a served backend uses the role's servers, or one `serve.launch` starts for the stage."""
+    if annotator is None and profile.models.annotator != "metadata":
+        from cogito_lib.models.serving import served
+
+        stage_dir = Path(run_dir) / STAGE_DIR
+        with served(profile, "annotator", log_dir=stage_dir, cache_dir=stage_dir / "llm-cache") as backend:
+            annotator = make_annotator(profile, stage_dir, tiers=tiers, fallback=fallback, seed=seed, backend=backend)
+            return _annotate(profile, run_dir, tiers=tiers, fallback=fallback, seed=seed, annotator=annotator,
+                             progress=progress, retry_failed=retry_failed)
+    return _annotate(profile, run_dir, tiers=tiers, fallback=fallback, seed=seed, annotator=annotator,
+                     progress=progress, retry_failed=retry_failed)
+
+
+def _annotate(profile: Profile, run_dir: str | Path, *, tiers: Sequence[str], fallback: str, seed: int | None,
+              annotator: Annotator | None, progress: bool, retry_failed: bool) -> dict:
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -809,7 +829,7 @@ def _keep(outcome: Annotation, position: int, clip: dict, fingerprint: str, entr
 def add_arguments(parser: argparse.ArgumentParser) -> dict[str, str]:
     """Options of `python -m cogito_lib.pipe annotate`; returns option -> profile key for those that override one."""
     parser.add_argument("--annotator", help='"metadata" or a checkpoint id / API model name (models.annotator)')
-    parser.add_argument("--backend", help="hf, vllm or openai, for an LLM annotator (models.backend)")
+    parser.add_argument("--backend", help="hf, vllm or openai, for an LLM annotator (models.annotator_backend)")
     parser.add_argument("--num-seed-questions", type=int,
                         help="seeds sampled into the pool (annotate.num_seed_questions)")
     parser.add_argument("--min-questions", type=int, help="fewest questions per clip (annotate.min_questions_per_clip)")
@@ -822,7 +842,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> dict[str, str]:
     parser.add_argument("--seed", type=int, help="annotator seed (default collect.seed)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="ask again the clips whose model reply could not be read (journalled failures)")
-    return {"annotator": "models.annotator", "backend": "models.backend",
+    return {"annotator": "models.annotator", "backend": "models.annotator_backend",
             "num_seed_questions": "annotate.num_seed_questions", "min_questions": "annotate.min_questions_per_clip",
             "max_questions": "annotate.max_questions_per_clip", "seed_pool": "annotate.seed_pool"}
 

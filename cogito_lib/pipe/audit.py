@@ -33,8 +33,9 @@ import re
 import sys
 import time
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..config import ConfigError, Profile, resolve_run_dir
 from ..io import JsonlJournal, clip_problem, read_jsonl, stable_id, write_json, write_jsonl
@@ -72,8 +73,6 @@ TRAIN_FIELDS = ("id", "question_id", "clip_id", "audio_path", "question", "choic
                 "guided")  # guided: a plan-guided sample (04's think.plan_samples), not a plain one
 QUESTION_FIELDS = ("question", "choices", "answer", "modality", "category", "sub-category", "tier", "skill")
 GROUPS = {"category": "by_layer", "modality": "by_modality", "tier": "by_tier", "skill": "by_skill"}
-DEFAULT_MAX_THINKING_CHARS = 4000
-DEFAULT_MIN_THINKING_CHARS = 10
 DEFAULT_JUDGE_BATCH = 64
 
 
@@ -116,6 +115,20 @@ def make_judge(profile: Profile, run_dir: str | Path, **kwargs: Any) -> Any:
     """The profile's trace judge (`cogito_lib.judges.make_judge(profile, "trace")`), its LLM replies cached in
     this stage's folder."""
     return _make_judge(profile, "trace", run_dir=run_dir, cache_dir=Path(run_dir) / STAGE / "judge-cache", **kwargs)
+
+
+@contextmanager
+def trace_judge(profile: Profile, run_dir: str | Path) -> Iterator[Any]:
+    """The profile's trace judge for the stage's duration: an LLM judge on a served backend uses the role's
+    servers, or a server `serve.launch` starts for the stage and stops after it."""
+    if profile.models.judge == "metadata":
+        yield make_judge(profile, run_dir)
+        return
+    from ..models.serving import served
+
+    stage_dir = Path(run_dir) / STAGE
+    with served(profile, "judge", log_dir=stage_dir, cache_dir=stage_dir / "judge-cache") as backend:
+        yield make_judge(profile, run_dir, backend=backend)
 
 
 def _verify_one(judge: Any, item: Mapping) -> Any:
@@ -285,19 +298,33 @@ def _group_stats(rows: list[dict]) -> dict:
 
 
 @writes_stage(STAGE)
-def audit(profile: Profile, run_dir: str | Path, *, progress: bool = True,
-          max_thinking_chars: int = DEFAULT_MAX_THINKING_CHARS, min_thinking_chars: int = DEFAULT_MIN_THINKING_CHARS,
-          judge: Any = None, judge_batch_size: int = DEFAULT_JUDGE_BATCH, export: bool = True,
-          figures: bool = True, retry_failed: bool = False) -> dict:
+def audit(profile: Profile, run_dir: str | Path, *, progress: bool = True, max_thinking_chars: int | None = None,
+          min_thinking_chars: int | None = None, judge: Any = None, judge_batch_size: int = DEFAULT_JUDGE_BATCH,
+          export: bool = True, figures: bool = True, retry_failed: bool = False) -> dict:
     """Stage 4: keep the samples of 04 that are answer-consistent, within length limits, judge-approved and not
     repeated; write train.jsonl, rejected.jsonl, verdicts.jsonl, stats.json, figures and exports (with the trainer
     recipes, `cogito_lib.recipes`). Returns stats.
 
-    `judge` overrides the profile's judge (any object with `verify(question, thinking, answer_prediction, clip)`
-    returning a `Verdict`, optionally `verify_batch`). Raises MissingInput when an input file is absent or
-    cot.jsonl holds no sample. A judge failure (no valid verdict) is stored as a failure and asked again only with
+    The length limits default to the profile's (audit.max_thinking_chars, audit.min_thinking_chars). `judge`
+    overrides the profile's judge (any object with `verify(question, thinking, answer_prediction, clip)` returning
+    a `Verdict`, optionally `verify_batch`). Raises MissingInput when an input file is absent or cot.jsonl holds
+    no sample. A judge failure (no valid verdict) is stored as a failure and asked again only with
     `retry_failed`; when the judge gives no valid verdict on any sample, StageFailed says so and nothing is
     published."""
+    max_thinking_chars = profile.audit.max_thinking_chars if max_thinking_chars is None else max_thinking_chars
+    min_thinking_chars = profile.audit.min_thinking_chars if min_thinking_chars is None else min_thinking_chars
+    options = dict(progress=progress, max_thinking_chars=max_thinking_chars, min_thinking_chars=min_thinking_chars,
+                   judge_batch_size=judge_batch_size, export=export, figures=figures, retry_failed=retry_failed)
+    if judge is None:
+        check_inputs(run_dir)  # a missing input is named before a judge's server is started
+        with trace_judge(profile, run_dir) as profile_judge:
+            return _audit(profile, run_dir, judge=profile_judge, **options)
+    return _audit(profile, run_dir, judge=judge, **options)
+
+
+def _audit(profile: Profile, run_dir: str | Path, *, progress: bool, max_thinking_chars: int,
+           min_thinking_chars: int, judge: Any, judge_batch_size: int, export: bool, figures: bool,
+           retry_failed: bool) -> dict:
     if min_thinking_chars < 0 or max_thinking_chars < min_thinking_chars:
         raise ConfigError(f"thinking length limits must satisfy 0 <= min ({min_thinking_chars}) <= max "
                           f"({max_thinking_chars})")
@@ -319,7 +346,6 @@ def audit(profile: Profile, run_dir: str | Path, *, progress: bool = True,
         raise MissingInput(f"{inputs['cot']} holds no samples: run notebook 04 (or `python -m cogito_lib.pipe "
                            "think --force`) again")
 
-    judge = judge if judge is not None else make_judge(profile, run_dir)
     fingerprint = judge_name(judge)
 
     # 1. cheap checks, in cot.jsonl order; unreadable lines are rejected as malformed thinker output
@@ -626,16 +652,15 @@ def plot_kept_rate(stats: Mapping, save_as: str | Path | None = None):
 # --- command line -------------------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> dict[str, str]:
-    parser.add_argument("--max-thinking-chars", type=int, default=DEFAULT_MAX_THINKING_CHARS,
-                        help=f"reject longer reasoning (default {DEFAULT_MAX_THINKING_CHARS})")
-    parser.add_argument("--min-thinking-chars", type=int, default=DEFAULT_MIN_THINKING_CHARS,
-                        help=f"reject shorter reasoning (default {DEFAULT_MIN_THINKING_CHARS})")
+    parser.add_argument("--max-thinking-chars", type=int, help="reject longer reasoning (audit.max_thinking_chars)")
+    parser.add_argument("--min-thinking-chars", type=int, help="reject shorter reasoning (audit.min_thinking_chars)")
     parser.add_argument("--judge-batch-size", type=int, default=DEFAULT_JUDGE_BATCH,
                         help=f"traces per judge call / journal flush (default {DEFAULT_JUDGE_BATCH})")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     parser.add_argument("--retry-failed", action="store_true",
                         help="ask the judge again about the samples it gave no valid verdict on")
-    return {}  # the judge is a profile value: --set models.judge=... --set models.backend=...
+    # the judge is a profile value: --set models.judge=... --set models.judge_backend=...
+    return {"max_thinking_chars": "audit.max_thinking_chars", "min_thinking_chars": "audit.min_thinking_chars"}
 
 
 def run_cli(profile: Profile, args: argparse.Namespace) -> dict:
@@ -643,7 +668,6 @@ def run_cli(profile: Profile, args: argparse.Namespace) -> dict:
 
     try:
         return audit(profile, resolve_run_dir(profile, args.run_dir), progress=not args.no_progress,
-                     max_thinking_chars=args.max_thinking_chars, min_thinking_chars=args.min_thinking_chars,
                      judge_batch_size=args.judge_batch_size, figures=not args.no_figures,
                      retry_failed=args.retry_failed)
     except MissingInput as err:

@@ -23,6 +23,7 @@ listing line and the annotator's steps (the miniature's); a question without ste
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from collections import Counter
 from pathlib import Path
@@ -35,8 +36,15 @@ from ..mmar import is_correct
 from ..world.skills import CONCLUSION_PREFIX, LISTING_PREFIX
 
 STAGE = COT
-CHUNK_QUESTIONS = 128  # questions per journalled chunk (the unit of resumption)
+CHUNK_QUESTIONS = 128  # questions per journalled chunk (the unit of resumption), at least
 PLAN_STEP_TOKENS = 48  # most new tokens for one planned step's value (a step ends at its newline)
+
+
+def chunk_questions(profile: Profile) -> int:
+    """Questions per chunk: CHUNK_QUESTIONS, or enough to fill every request slot of the thinker's servers."""
+    if profile.models.backend == "hf":
+        return CHUNK_QUESTIONS
+    return max(CHUNK_QUESTIONS, profile.serve.concurrency * max(1, len(profile.serve.base_urls)))
 
 
 def thinker_prompt_fields(question: dict) -> tuple[str, list[str]]:
@@ -141,7 +149,7 @@ def inputs_key(run_dir: Path, model_path: str, profile: Profile, limit: int | No
     questions = hashlib.sha1(require(run_dir, "qa").read_bytes()).hexdigest()
     unusable = sorted((s["question_id"], s["reason"]) for s in skipped or ())
     return stable_id(questions, thinker_signature(model_path), dataclasses.asdict(profile.think),
-                     profile.collect.seed, profile.models.backend, CHUNK_QUESTIONS, limit,
+                     profile.collect.seed, profile.models.backend, chunk_questions(profile), limit,
                      *([unusable] if unusable else []), length=16)
 
 
@@ -217,8 +225,10 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
         journal_path.unlink()
         journal = JsonlJournal(journal_path)
         journal.append({"kind": "inputs", "key": key})
+    session = contextlib.ExitStack()
     done_chunks = {r["chunk"] for r in journal.records() if r.get("kind") == "chunk_done"}
-    chunks = [usable[i:i + CHUNK_QUESTIONS] for i in range(0, len(usable), CHUNK_QUESTIONS)]
+    size = chunk_questions(profile)
+    chunks = [usable[i:i + size] for i in range(0, len(usable), size)]
     todo = [i for i in range(len(chunks)) if i not in done_chunks]
     backend = None
     iterator = todo
@@ -229,7 +239,8 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
     try:
         for index in iterator:
             if backend is None:
-                backend = thinker_backend(profile, model_path, run_dir)
+                backend = session.enter_context(thinker_session(profile, model_path, stage_dir, run_dir,
+                                                                progress=progress))
             chunk = chunks[index]
             requests = [GenerationRequest(
                 request_id=q["id"], messages=build_messages(format_mmar_question(*thinker_prompt_fields(q))),
@@ -260,6 +271,7 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
             journal.append({"kind": "chunk_done", "chunk": index})
     finally:
         journal.close()
+        session.close()
 
     records = read_jsonl(journal_path)
     complete = {r["chunk"] for r in records if r.get("kind") == "chunk_done"}
@@ -302,17 +314,31 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
 
 
 def thinker_backend(profile: Profile, model_path: str, run_dir: str | Path | None = None):
-    """The thinker's generation backend: in-process transformers (`hf`, the miniature; `think.batch_size` samples
-    per batch, clip features cached under the run dir's `layout.frontend_cache`) or vLLM (`paper`)."""
+    """The thinker's in-process backend (`hf`, the miniature's): the base model itself, `think.batch_size` samples
+    per batch, clip features cached under the run dir's `layout.frontend_cache`."""
     from ..models.backends import make_backend
 
+    if profile.models.backend != "hf":
+        raise ValueError(f"models.backend {profile.models.backend!r} is served: use thinker_session, which sends "
+                         "the thinker's requests to its servers")
+    return make_backend("hf", model_path, batch_size=profile.think.batch_size, device=profile.models.device,
+                        feature_cache=frontend_cache(run_dir) if run_dir is not None else None)
+
+
+@contextlib.contextmanager
+def thinker_session(profile: Profile, model_path: str, stage_dir: Path, run_dir: str | Path | None = None, *,
+                    progress: bool = False):
+    """The thinker's backend for the stage: in-process (`hf`), or the base's servers (`serve.base_urls`, K samples
+    per request with `n`), or, for another model such as a later round's thinker, a server `serve.launch`
+    starts now and stops when the stage ends."""
     if profile.models.backend == "hf":
-        return make_backend("hf", model_path, batch_size=profile.think.batch_size, device=profile.models.device,
-                            feature_cache=frontend_cache(run_dir) if run_dir is not None else None)
-    if profile.models.backend == "vllm":
-        return make_backend("vllm", model_path)
-    raise ValueError(f"models.backend {profile.models.backend!r} cannot run the thinker: the thinker is the base "
-                     "model itself, served in-process (hf) or with vLLM (vllm)")
+        yield thinker_backend(profile, model_path, run_dir)
+        return
+    from ..models.serving import served
+
+    with served(profile, "base", model_path, log_dir=stage_dir, name=f"thinker-{Path(str(model_path)).name}",
+                progress=progress) as backend:
+        yield backend
 
 
 def _rate(correct: list[bool], selected: list[bool]) -> float | None:

@@ -1,26 +1,18 @@
-"""`python -m cogito_lib.train --profile P --run-dir D [--variant V ...] [--set train.max_steps=50]`: notebook 06's
-variants (`cogito_lib.distill.run_variants`) from the command line, in this process or under `accelerate launch`.
-With `--set train.engine=accelerate --set train.processes=8` it launches the ranks itself; `--job FILE` is what
-each of those ranks runs."""
+"""`python -m cogito_lib.train [--profile P] [--config FILE] --run-dir D [--variant V ...] [--set KEY=VALUE]`:
+notebook 06's variants (`cogito_lib.distill.run_variants`) from the command line, in this process or under
+`accelerate launch`. With `train.engine = "accelerate"` (the paper profile's, or `--set train.engine=accelerate
+--set train.processes=8`) it launches the ranks itself; `--job FILE` is what each of those ranks runs."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any, Sequence
 
-from ..config import ConfigError, load_profile, resolve_run_dir
+from ..config import ConfigError, resolve_config, resolve_run_dir
 from ..distill import run_variants, train_job
 from ..io import DEBUG_HELP, LOCK_WAIT_ENV, cli_main
 from ..layout import VARIANTS, MissingInput
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,8 +20,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cogito_lib.train", description=(
         "Self-distillation fine-tuning (notebook 06): LoRA SFT of the base on the audited traces and the "
         "equal-compute controls. Runs in-process, or data-parallel under `accelerate launch`."))
-    parser.add_argument("--profile", default="mini", help="tiny, mini or paper")
-    parser.add_argument("--run-dir", default=None, help="run folder (default runs/<profile>)")
+    parser.add_argument("--profile", default=None, help="tiny, mini or paper (default: the config file's, else mini)")
+    parser.add_argument("--config", default=None, metavar="FILE", help="run configuration (TOML)")
+    parser.add_argument("--run-dir", default=None, help="run folder (default: the config's run_dir, else runs/<profile>)")
     parser.add_argument("--variant", nargs="*", choices=VARIANTS, help="variants to train (default train.variants)")
     parser.add_argument("--max-steps", type=int, help="optimisation steps of every variant (train.max_steps)")
     parser.add_argument("--learning-rate", type=float, help="peak learning rate (train.learning_rate)")
@@ -50,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[LOCK_WAIT_ENV] = "1"
     if args.job:
         return cli_main(lambda: _train_job(args), debug=args.debug, usage_errors=(ConfigError, MissingInput))
-    return cli_main(lambda: _train(parser, args), debug=args.debug, usage_errors=(ConfigError, MissingInput))
+    return cli_main(lambda: _train(args), debug=args.debug, usage_errors=(ConfigError, MissingInput))
 
 
 def _train_job(args: argparse.Namespace) -> int:
@@ -61,16 +54,11 @@ def _train_job(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {"train.max_steps": args.max_steps, "train.learning_rate": args.learning_rate,
-                                 "train.threads": args.threads}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key.strip()] = _parse_value(value.strip())
-    profile = load_profile(args.profile, overrides)
-    stats = run_variants(profile, resolve_run_dir(profile, args.run_dir), args.variant,
+def _train(args: argparse.Namespace) -> int:
+    options: dict[str, Any] = {"train.max_steps": args.max_steps, "train.learning_rate": args.learning_rate,
+                               "train.threads": args.threads}
+    run_config, profile = resolve_config(args.profile, args.config, args.set, overrides=options)
+    stats = run_variants(profile, resolve_run_dir(profile, args.run_dir or run_config.run_dir), args.variant,
                          later_rounds=not args.first_round_only, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         for name, summary in stats["variants"].items():

@@ -39,7 +39,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _uses_deepspeed(config: Path | None) -> bool:
+def uses_deepspeed_config(config: Path | None) -> bool:
+    """Whether the accelerate config file `config` runs DeepSpeed."""
     return config is not None and "DEEPSPEED" in config.read_text(encoding="utf-8")
 
 
@@ -61,7 +62,7 @@ def _environment(config: Path | None) -> dict[str, str]:
     root = str(resolve_data_path("."))
     paths = [root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))  # the kit's root first, each path once
-    if _uses_deepspeed(config):
+    if uses_deepspeed_config(config):
         try:
             import torch
 
@@ -83,12 +84,12 @@ def check_engine(config_file: str | Path | None) -> Path | None:
         raise FileNotFoundError(f"train.accelerate_config: {config} not found; use one of "
                                 f"{', '.join(sorted(p.name for p in resolve_data_path('configs/accelerate').glob('*.yaml')))}"
                                 " (configs/accelerate/) or '' for plain data parallelism")
-    if _uses_deepspeed(config):
+    if uses_deepspeed_config(config):
         try:
             import deepspeed  # noqa: F401
         except ImportError:
             raise ImportError(f"{config.name} uses DeepSpeed, which is not installed in this environment: "
-                              "pip install -e '.[deepspeed]' (docs/paper-scale-training.md)") from None
+                              "pip install -e '.[deepspeed]' (docs/paper-scale.md, Training)") from None
     return config
 
 
