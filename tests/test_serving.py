@@ -117,6 +117,30 @@ def test_the_kits_client_gets_k_samples_split_into_thinking_and_answer(stand_in)
             assert text.startswith("<think>\n") and split.parse_status in ("ok", "unclosed_think", "empty_answer")
 
 
+def test_served_roles_take_the_request_settings_and_re_ask_unreadable_replies(stand_in):
+    _, url, folder = stand_in
+    profile = load_profile("tiny", {"models.backend": "vllm", "models.base": str(folder), "serve.base_urls": [url],
+                                    "serve.timeout_s": 99.0, "llm.timeout_s": 7.0, "llm.retries": 1,
+                                    "llm.backoff_max_s": 0.5, "models.judge_backend": "openai",
+                                    "models.judge": "gpt-4o-mini"})
+    backend = role_backend(profile, "base")  # a vLLM server: a long reply's timeout, llm.* retries
+    assert [(c.timeout, c.max_retries, c.backoff_max) for c in backend.clients] == [(99.0, 1, 0.5)]
+    api = role_backend(profile, "judge")  # an API: llm.timeout_s
+    assert [(c.timeout, c.max_retries, c.backoff_max) for c in api.clients] == [(7.0, 1, 0.5)]
+
+    def accept(text):
+        raise ValueError("never readable")
+
+    request = GenerationRequest("q", messages=build_messages("Which sound is heard?"), max_new_tokens=3,
+                                waveform=np.zeros(8000, np.float32), temperature=0.7, num_samples=1, seed=1,
+                                accept=accept)
+    before = backend.client.stats["requests"]
+    [result] = backend.generate([request])
+    # asked 1 + parse_retries times, then the last reply is handed back for the caller to record as a failure
+    assert backend.client.stats["requests"] - before == 1 + backend.client.parse_retries
+    assert result.request_id == "q" and len(result.texts) == 1
+
+
 def test_a_server_serving_another_model_is_named(stand_in):
     _, url, _ = stand_in
     profile = load_profile("tiny", {"models.backend": "vllm", "models.base": "/models/Qwen3-Omni-30B-A3B-Thinking",

@@ -531,7 +531,8 @@ class OpenAIChatBackend:
     `clients` holds one `OpenAIChatClient` per server; each request goes to a server with a free slot, at most
     `concurrency` in flight per server (bounded, so a slow server gets fewer), and the results come back in
     request order. The first request that fails for good (after the client's retries) stops the batch with its
-    BackendError; replies already cached stay cached."""
+    BackendError; replies already cached stay cached. A request's `accept` rejecting a reply has it asked again (up
+    to the client's `parse_retries`); the last reply comes back for the caller to record as the failure it is."""
 
     name = "openai"
 
