@@ -29,7 +29,9 @@ def _smoke_module():
 def smoke(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("paper-smoke") / "run"
     module = _smoke_module()
-    code = module.main(["--run-dir", str(run_dir)])
+    # as `make paper-smoke` runs it: its checkpoint builders are spawned processes that import the script by name
+    code = subprocess.run([sys.executable, str(ROOT / "scripts" / "paper_smoke.py"), "--run-dir", str(run_dir)],
+                          cwd=ROOT).returncode
     return module, run_dir, code
 
 
