@@ -15,12 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _smoke_module():
-    # importable by name, here and in the processes it spawns to build its checkpoints (they unpickle its functions)
-    if str(ROOT / "scripts") not in sys.path:
-        sys.path.insert(0, str(ROOT / "scripts"))
     spec = importlib.util.spec_from_file_location("paper_smoke", ROOT / "scripts" / "paper_smoke.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["paper_smoke"] = module
     spec.loader.exec_module(module)
     return module
 
