@@ -235,24 +235,23 @@ def check_deepspeed() -> Check:
     return Check("DeepSpeed", True, f"deepspeed {getattr(deepspeed, '__version__', '?')}")
 
 
-def check_ms_swift(swift: str = "envs/.ms-swift/bin/swift") -> Check:
-    """ms-swift's `swift` in its pinned environment (envs/ms-swift)."""
-    path = Path(swift) if Path(swift).is_absolute() else resolve_data_path(swift)
-    if path.is_file() and os.access(path, os.X_OK):
-        return Check("ms-swift", True, f"{path}")
-    return Check("ms-swift", False, f"{path} not found: `python3.11 -m venv envs/.ms-swift && "
-                                    "envs/.ms-swift/bin/pip install -r envs/ms-swift/requirements.txt` "
-                                    "(envs/README.md)")
-
-
 def training_engine_checks(profile: Profile) -> list[Check]:
-    """The training engine a profile names (`train.engine`, where the profile has one): DeepSpeed or ms-swift."""
-    engine = str(getattr(profile.train, "engine", "") or "")
-    if "deepspeed" in engine:
-        return [check_deepspeed()]
-    if "swift" in engine:
-        return [check_ms_swift()]
-    return []
+    """The training engine of notebook 06 (`train.engine`): for `accelerate launch`, its config file and, when that
+    config asks for DeepSpeed, DeepSpeed itself."""
+    from .train.launch import uses_deepspeed_config
+
+    t = profile.train
+    if t.engine != "accelerate":
+        return []
+    if not t.accelerate_config:
+        return [Check("training engine", True, f"accelerate launch, {t.processes} ranks, plain data parallelism")]
+    config = resolve_data_path(t.accelerate_config)
+    if not config.is_file():
+        shipped = ", ".join(sorted(p.name for p in resolve_data_path("configs/accelerate").glob("*.yaml")))
+        return [Check("training engine", False, f"train.accelerate_config: {config} not found: set it to one of "
+                                                f"configs/accelerate/ ({shipped}) or to '' (plain data parallelism)")]
+    found = [Check("training engine", True, f"accelerate launch, {t.processes} ranks, {config.name}")]
+    return found + ([check_deepspeed()] if uses_deepspeed_config(config) else [])
 
 
 def check_dataset_root(name: str, root: str | None) -> Check:

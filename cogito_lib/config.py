@@ -191,6 +191,13 @@ class TrainConfig:
     # variants trained at once as separate one-thread processes (1 = in-process, in turn); self_distill's later
     # rounds run in its own process, beside the controls (distill.launch_parallel)
     parallel: int = 1
+    # who runs each variant's training: "inprocess" (the kit's loop in this process: the miniature) or
+    # "accelerate" (the same loop under `accelerate launch -m cogito_lib.train`, train.processes ranks)
+    engine: str = "inprocess"
+    processes: int = 1  # accelerate: ranks on this node (one per GPU; on a CPU: gloo processes)
+    accelerate_config: str = ""  # accelerate: config file (configs/accelerate/*.yaml, relative to the repo); "" = DDP
+    micro_batch_size: int = 0  # sequences per rank per forward; 0 = batch_size/processes (no gradient accumulation)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass (long reasoning sequences)
 
 
 @dataclass(frozen=True)
@@ -337,8 +344,11 @@ def _paper() -> Profile:
         # the challenge's thinking_prediction limit (< 10,000 characters) is the binding one: a 4,096-token
         # reasoning budget can write more, and a trace the challenge would reject is not one to train on
         audit=AuditConfig(max_thinking_chars=THINKING_LIMIT - 1, judge_max_new_tokens=1024),
+        # 32 sequences per step = 8 GPUs x 1 sequence x 4 accumulated micro-batches, under DeepSpeed ZeRO-3
         train=TrainConfig(epochs=1.0, learning_rate=1e-5, lora_rank=8, lora_alpha=32, batch_size=32, max_steps=0,
-                          variants=("self_distill",), replay_atomic=0, warmup_steps=100, checkpoint_every=500),
+                          variants=("self_distill",), replay_atomic=0, warmup_steps=100, checkpoint_every=500,
+                          engine="accelerate", processes=8, accelerate_config="configs/accelerate/deepspeed_zero3.yaml",
+                          micro_batch_size=1, gradient_checkpointing=True),
         eval=EvalConfig(benchmark="mmar", num_items=1000, seed=0),
         datasets=DatasetRoots(**roots),
     )
@@ -360,6 +370,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.benchmark": ("mmar-synth", "mmar"),
     "world.tts_engine": ("espeak-ng",),
     "base.size": ("tiny", "tiny-whisper", "mini", "mini-whisper", "small"),
+    "train.engine": ("inprocess", "accelerate"),
 }
 ENRICHER_NAMES = ("vad", "pitch", "transcript")  # allowed items of collect.enrichers (cogito_lib.sources.enrich)
 
@@ -489,6 +500,19 @@ def _validate(profile: Profile) -> None:
     if profile.train.skill_target < 0:
         raise ConfigError("train.skill_target must be >= 0 (traces per skill in self_distill and gold_cot; 0 = off, "
                           "every survivor once)")
+    t = profile.train
+    if t.processes < 1 or t.micro_batch_size < 0:
+        raise ConfigError("train.processes must be >= 1 and train.micro_batch_size >= 0 (0 = no gradient accumulation)")
+    if t.engine == "accelerate" and t.parallel > 1:
+        raise ConfigError("train.parallel > 1 starts one-thread processes of its own; with train.engine = "
+                          "'accelerate' the ranks share each variant instead: set train.parallel = 1")
+    if t.processes > 1 and t.engine != "accelerate":
+        raise ConfigError(f"train.processes = {t.processes} needs train.engine = 'accelerate' (the in-process engine "
+                          "is one process)")
+    if t.micro_batch_size and t.batch_size % (t.processes * t.micro_batch_size):
+        raise ConfigError(f"train.batch_size ({t.batch_size}) must be a multiple of train.processes x "
+                          f"train.micro_batch_size ({t.processes} x {t.micro_batch_size}): every rank accumulates the "
+                          "same number of micro-batches per step")
     if profile.train.skill_max_repeat < 1:
         raise ConfigError("train.skill_max_repeat must be >= 1 (how often one survivor may be repeated to bring a "
                           "small skill towards train.skill_target; 1 = never repeat)")
@@ -541,6 +565,14 @@ def load_profile(name: str, overrides: Mapping[str, Any] | None = None) -> Profi
         profile = replace(profile, **{section: replace(getattr(profile, section), **{attr: value})})
     _validate(profile)
     return profile
+
+
+def profile_overrides(profile: Profile) -> dict[str, Any]:
+    """The dotted keys where `profile` differs from the profile of its name as built, JSON-ready (tuples as lists):
+    `load_profile(profile.name, profile_overrides(profile))` gives `profile` back (e.g. in another process)."""
+    built = _BUILDERS[profile.name]()
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key in profile.keys() if (value := profile.get(key)) != built.get(key)}
 
 
 # ------------------------------------------------------------------------------------------------ config files

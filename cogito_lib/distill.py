@@ -40,7 +40,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .config import Profile
+from .config import Profile, profile_overrides
 from .io import from_portable, portable, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from .layout import BASE as BASE_STAGE
 from .layout import (CACHE, COLLECT, FILES, QA, TRAIN, VARIANTS, base_model_path, frontend_cache, in_run,
@@ -50,6 +50,8 @@ from .models.audio import AudioCache
 from .env import set_threads
 from .progress import LOG_ENV as PROGRESS_LOG_ENV
 from .train import LoopConfig, SFTExample, prepare_lora, save_adapter, summarise_log, train_sft
+from .train.loop import (DS_CHECKPOINT, accumulation_steps, gathered_trainable_state, launched,
+                         make_accelerator)
 from .world.skills import reasoning_text
 
 STAGE = TRAIN
@@ -263,8 +265,14 @@ def _fingerprint(profile: Profile, base: str, steps: int, tset: TrainingSet, run
     train = dataclasses.asdict(profile.train)
     # settings that do not change a variant's training, or change it only through its data (hashed below)
     for key in ("variants", "rounds", "threads", "parallel", "checkpoint_every", "merge", "skill_target",
-                "skill_max_repeat"):
+                "skill_max_repeat", "gradient_checkpointing"):
         train.pop(key)
+    # how the steps are split over processes and micro-batches changes the numbers only slightly, but it does: it
+    # counts, except at its defaults (one process, no accumulation), so run dirs trained before these existed stay
+    defaults = {"engine": "inprocess", "processes": 1, "micro_batch_size": 0, "accelerate_config": ""}
+    for key, default in defaults.items():
+        if train[key] == default:
+            train.pop(key)
     data = stable_id([portable(dataclasses.astuple(e), run_dir) for e in tset.examples], length=16)
     return stable_id(train, portable(str(base), run_dir), steps, data, profile.models.dtype, length=12)
 
@@ -279,13 +287,13 @@ def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, step
     """Train one variant's LoRA adapter from `base` for `steps` steps into `out_dir` (adapter/, merged/,
     train_log.jsonl, data.jsonl, summary.json). A finished variant with the same inputs is not retrained; an
     interrupted one resumes from its last checkpoint. `run_dir` (default: two folders above `out_dir`, the usual
-    `RUN_DIR/06-.../<variant>`) is what the inputs' paths are counted relative to."""
-    from .models import load_model, save_model
-    from .models.frontend import make_frontend
+    `RUN_DIR/06-.../<variant>`) is what the inputs' paths are counted relative to.
 
+    `train.engine` says who trains: "inprocess" here; "accelerate" `train.processes` ranks under `accelerate
+    launch` (`cogito_lib.train.launch`), each reading the training set from data.jsonl, after which this process
+    merges the adapter into the base. Both write the same adapter/, train_log.jsonl and summary.json."""
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir is not None else out_dir.parent.parent
-    t = profile.train
     key = _fingerprint(profile, base, steps, tset, run_dir)
     summary_path = out_dir / "summary.json"
     previous = read_json(summary_path)
@@ -300,36 +308,130 @@ def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, step
         write_json(started_file, {"fingerprint": key})
         write_jsonl(out_dir / "data.jsonl", [dict(dataclasses.asdict(e), source="own" if i < tset.own else "replay")
                                              for i, e in enumerate(tset.examples)])
+    if profile.train.engine == "accelerate" and not launched():
+        return _train_launched(profile, out_dir, tset, steps, base=base, key=key, run_dir=run_dir,
+                               progress=progress)
+    return _train_here(profile, out_dir, tset, steps, base=base, key=key, run_dir=run_dir, progress=progress)
+
+
+def _train_here(profile: Profile, out_dir: Path, tset: TrainingSet, steps: int, *, base: str, key: str,
+                run_dir: Path, progress: bool, job: bool = False) -> dict:
+    """The training itself, in this process: the whole of it in-process, or this rank's part under `accelerate
+    launch` (the Accelerator first, so that the model loads onto this rank's device, or sharded under ZeRO-3).
+    `job`: started by `_train_launched`, so an Accelerator is made even for a single process."""
+    from .models import load_model, lora_report, save_model
+    from .models.frontend import make_frontend
+
+    t = profile.train
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    accelerator = make_accelerator(accumulation_steps(t.batch_size, world, t.micro_batch_size), force=job)
+    zero3 = accelerator is not None and getattr(accelerator.state, "deepspeed_plugin", None) is not None \
+        and accelerator.state.deepspeed_plugin.zero_stage == 3
+    # in-process: the profile's device; a rank: its own device (LOCAL_RANK); ZeRO-3: where DeepSpeed puts each shard
+    device = profile.models.device if accelerator is None else (None if zero3 else str(accelerator.device))
     import torch
 
-    model, processor = load_model(base, dtype=profile.models.dtype, device=profile.models.device)
+    model, processor = load_model(base, dtype=profile.models.dtype, device=device)
     torch.manual_seed(t.seed)  # LoRA's initial weights: the same in every variant, run and rank
-    model = prepare_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, t.lora_targets, t.freeze_audio)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    model = prepare_lora(model, t.lora_rank, t.lora_alpha, t.lora_dropout, t.lora_targets, t.freeze_audio,
+                         gradient_checkpointing=t.gradient_checkpointing)
+    lora = lora_report(model)
     cfg = LoopConfig(steps=steps, batch_size=t.batch_size, learning_rate=t.learning_rate,
-                     warmup_steps=min(t.warmup_steps, max(0, steps - 1)), seed=t.seed)
-    resumed = (out_dir / "checkpoint.pt").exists()
+                     warmup_steps=min(t.warmup_steps, max(0, steps - 1)), seed=t.seed,
+                     micro_batch_size=t.micro_batch_size)
+    resumed = (out_dir / "checkpoint.pt").exists() or (out_dir / DS_CHECKPOINT / "latest.json").exists()
     started = time.perf_counter()
-    frontend = make_frontend(model, processor, frontend_cache(run_dir), training=True)
+    # the clip-feature cache runs the tower outside the wrapped forward: not where DeepSpeed owns the weights
+    deepspeed = accelerator is not None and getattr(accelerator.state, "deepspeed_plugin", None) is not None
+    frontend = None if deepspeed else make_frontend(model, processor, frontend_cache(run_dir), training=True)
     logs = train_sft(model, processor, tset.examples, cfg, audio=AudioCache(), log_path=out_dir / "train_log.jsonl",
                      progress=progress, checkpoint_dir=out_dir, checkpoint_every=t.checkpoint_every,
-                     frontend=frontend, desc=f"train {Path(out_dir).name}")
+                     accelerator=accelerator, frontend=frontend, desc=f"train {Path(out_dir).name}")
     base_in_run = portable(str(base), run_dir)
+    # under ZeRO-3 the weights are partitioned: the adapter is gathered (every rank takes part) and the merge is
+    # left to the process that launched the ranks
+    merge_here = t.merge and not zero3
     summary = {"variant": tset.variant, "status": "trained", "fingerprint": key, "base": str(base),
                "base_in_run": base_in_run if base_in_run.startswith("<run>") else None, "steps": steps,
                "examples": len(tset.examples), "own": tset.own, "replay": tset.replay,
-               "trainable_parameters": trainable, "parameters": total, "resumed": resumed,
-               "wall_s": round(time.perf_counter() - started, 2), **summarise_log(logs),
-               "adapter": str(out_dir / "adapter"), "merged": str(out_dir / "merged") if t.merge else None}
+               "trainable_parameters": lora["trainable_parameters"], "parameters": lora["parameters"],
+               "resumed": resumed, "wall_s": round(time.perf_counter() - started, 2), **summarise_log(logs),
+               "adapter": str(out_dir / "adapter"), "merged": str(out_dir / "merged") if merge_here else None}
+    if accelerator is not None:
+        summary.update(engine="accelerate", processes=accelerator.num_processes,
+                       distributed=str(accelerator.distributed_type), zero_stage=3 if zero3 else None)
+    summary["lora"] = {k: lora[k] for k in ("modules", "expert_parameters", "trainable")}
+    state = gathered_trainable_state(model) if zero3 else None
     if _is_main():
-        save_adapter(model, out_dir / "adapter")
+        save_adapter(model, out_dir / "adapter", state=state)
         processor.save_pretrained(out_dir / "adapter")
-        if t.merge:
+        if merge_here:
             save_model(model, processor, out_dir / "merged", merge=True)
-        write_json(summary_path, summary)
+        write_json(out_dir / "summary.json", summary)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+        accelerator.free_memory()
     summary["cached"] = False
     return summary
+
+
+def _train_launched(profile: Profile, out_dir: Path, tset: TrainingSet, steps: int, *, base: str, key: str,
+                    run_dir: Path, progress: bool = True) -> dict:
+    """Train under `accelerate launch` (train.processes ranks, train.accelerate_config) and wait; the ranks read
+    the job from `out_dir/launch/job.json` and the examples from data.jsonl. Then merge the adapter into the base
+    here when train.merge (the ranks cannot under ZeRO-3). The command, its config and its log stay in launch/.
+    The ranks write the stage folder under this process's lock (shared with them, as `launch_parallel` does)."""
+    from .train.launch import run_job
+
+    job = {"profile": profile.name, "overrides": profile_overrides(profile), "out_dir": str(out_dir),
+           "run_dir": str(run_dir), "variant": tset.variant, "base": str(base), "steps": steps,
+           "own": tset.own, "replay": tset.replay, "fingerprint": key}
+    with _variant_lock(out_dir, share=True):
+        run_job(job, out_dir / "launch", processes=profile.train.processes,
+                config_file=profile.train.accelerate_config, progress=progress,
+                step_log=out_dir / "train_log.jsonl", total_steps=steps)
+        summary = read_json(out_dir / "summary.json") or {}
+        if summary.get("fingerprint") != key or summary.get("status") != "trained":
+            raise RuntimeError(f"the launched training of {tset.variant} finished without writing its summary "
+                               f"({out_dir / 'summary.json'}); see {out_dir / 'launch' / 'train.log'}")
+        if profile.train.merge and not summary.get("merged"):
+            merge_adapter(profile, base, out_dir / "adapter", out_dir / "merged")
+            summary["merged"] = str(out_dir / "merged")
+            write_json(out_dir / "summary.json", summary)
+    summary["cached"] = False
+    return summary
+
+
+def _variant_lock(out_dir: Path, *, share: bool = False):
+    """The lock of the stage folder holding variant folder `out_dir` (`RUN_DIR/06-.../<variant>`)."""
+    return stage_lock(out_dir.parent.parent, out_dir.parent.name, share=share)
+
+
+def train_job(job_file: str | Path, *, progress: bool = True) -> dict:
+    """A rank's side of `_train_launched`: the job's profile, training set (data.jsonl) and step count, trained here."""
+    from .config import load_profile
+
+    job = read_json(job_file)
+    if not job:
+        raise FileNotFoundError(f"{job_file}: no training job there (it is written by notebook 06 / run_variants)")
+    profile = load_profile(job["profile"], job["overrides"])
+    out_dir = Path(job["out_dir"])
+    rows = read_jsonl(out_dir / "data.jsonl")
+    fields = [f.name for f in dataclasses.fields(SFTExample)]
+    examples = [SFTExample(**{k: r[k] for k in fields}) for r in rows]
+    tset = TrainingSet(job["variant"], examples, job["own"], job["replay"])
+    # rank 0 writes under the launcher's lock (or takes it, started by hand); the other ranks write nothing
+    with _variant_lock(out_dir):
+        return _train_here(profile, out_dir, tset, job["steps"], base=job["base"], key=job["fingerprint"],
+                           run_dir=Path(job["run_dir"]), progress=progress, job=True)
+
+
+def merge_adapter(profile: Profile, base: str | Path, adapter: str | Path, out_dir: str | Path) -> Path:
+    """The base with `adapter` merged in, saved to `out_dir` with the processor (what notebook 07 loads)."""
+    from .models import load_adapter, load_model, save_model
+
+    model, processor = load_model(base, dtype=profile.models.dtype, device=profile.models.device)
+    return save_model(load_adapter(model, adapter), processor, out_dir, merge=True)
 
 
 @writes_stage(STAGE)
@@ -466,8 +568,6 @@ def merged_thinker(profile: Profile, thinker: str | Path, out_dir: str | Path,
     (used as is) or a variant's folder / adapter folder without a merged model, whose adapter is then merged into
     the base it was trained from (its summary's `base`, looked up in `run_dir` when it was inside the run dir) and
     saved to `out_dir` (reused while the adapter is unchanged, also after the run dir moved)."""
-    from .models import load_adapter, load_model, save_model
-
     thinker = Path(thinker)
     adapter = thinker / "adapter" if (thinker / "adapter" / "adapter_config.json").exists() else thinker
     summary = read_json(adapter.parent / "summary.json") or read_json(thinker.parent / "summary.json") or {}
@@ -490,8 +590,7 @@ def merged_thinker(profile: Profile, thinker: str | Path, out_dir: str | Path,
         return out_dir, key
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    model, processor = load_model(base, dtype=profile.models.dtype, device=profile.models.device)
-    save_model(load_adapter(model, adapter), processor, out_dir, merge=True)
+    merge_adapter(profile, base, adapter, out_dir)
     write_json(marker, {"key": key, "base": str(base), "adapter": str(adapter)})
     return out_dir, key
 
@@ -527,9 +626,16 @@ def next_round(profile: Profile, run_dir: str | Path, round_index: int, thinker:
         think(profile, shadow, thinker=str(thinker_dir), progress=progress)
     if not (shadow / FILES["survivors"].stage / "stats.json").exists():
         audit(profile, shadow, progress=progress, export=False, figures=False)
+    exports = shadow / FILES["survivors"].stage / "exports"
+    if _is_main() and not (exports / "ms-swift" / "train.sh").exists():
+        # this round's traces for the external trainers too, with recipes that fine-tune this round's thinker
+        from .exports import export_all
+
+        export_all(read_jsonl(shadow / SURVIVORS), shadow, exports, profile=profile, model=str(thinker_dir))
     think_stats = read_json(shadow / FILES["cot"].stage / "stats.json") or {}
     audit_stats = read_json(shadow / FILES["survivors"].stage / "stats.json") or {}
     round_info = {"round": round_index, "thinker": str(thinker_dir), "run_dir": str(shadow),
+                  "exports": str(exports),
                   "samples": think_stats.get("samples"), "parse_failed": think_stats.get("parse_failed"),
                   "answer_correct_rate": think_stats.get("answer_correct_rate"), "kept": audit_stats.get("kept"),
                   "rejected_by_reason": {k: v for k, v in (audit_stats.get("rejected_by_reason") or {}).items()

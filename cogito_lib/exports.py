@@ -2,12 +2,18 @@
 
 - **ms-swift** (the paper's trainer; docs/source_en/Customization/Custom-dataset.md, "Multimodal"): JSONL, one
   sample a line, `{"messages": [{"role": "user", "content": "<audio>..."}, {"role": "assistant", "content":
-  "..."}], "audios": ["/abs/clip.wav"]}`; one `<audio>` tag per entry of `audios`, which hold paths
-  (preferably absolute). Use it with `swift sft --dataset <file>`.
+  "..."}], "audios": ["02-data-collection/audio/clip.wav"]}`; one `<audio>` tag per entry of `audios`. Use it with
+  `swift sft --dataset <file>`.
 - **LLaMA-Factory** (data/README.md, "Multimodal Audio Dataset" / "OpenAI Format"): a JSON list of the same
   `messages` + `audios` records, declared in `dataset_info.json` as `formatting: sharegpt`, columns
   `messages`/`audios`, tags `role`/`content`/`user`/`assistant` (as its own `mllm_audio_demo`). Use it with
   `dataset_dir: <folder>` and `dataset: <name>`. The number of audios must equal the number of `<audio>` tags.
+
+Audio paths inside the run dir are written relative to it, so a copied or moved run dir's exports still point at
+its own clips; the trainers resolve them against their media root, which the recipes beside each export
+(`cogito_lib.recipes`) set to the run dir: ms-swift tries the working directory first, then `ROOT_IMAGE_DIR`
+(swift/template/vision_utils.py), LLaMA-Factory joins `media_dir` (llamafactory/data/converter.py). Clips outside
+the run dir (the paper's datasets) stay absolute.
 
 The user turn is MMAR's prompt (`cogito_lib.mmar.format_prompt`) after the `<audio>` tag, as the thinker saw it;
 the assistant turn is the thinker's own reasoning and answer, `<think>\\n...\\n</think>\\n\\nanswer` (the
@@ -49,9 +55,18 @@ def assistant_content(thinking: str, answer: str) -> str:
 
 
 def audio_file(record: Mapping, run_dir: str | os.PathLike) -> str:
-    """The absolute path of a record's clip (`audio_path` is relative to the run dir unless absolute)."""
+    """A record's clip as the exports name it: relative to the run dir (posix) when it lies inside it, else
+    absolute (`audio_path` is relative to the run dir unless absolute)."""
     path = Path(record["audio_path"])
-    return str(path if path.is_absolute() else (Path(run_dir) / path).resolve())
+    if not path.is_absolute():
+        return path.as_posix()
+    try:
+        return path.relative_to(Path(run_dir)).as_posix()
+    except ValueError:
+        try:
+            return path.resolve().relative_to(Path(run_dir).resolve()).as_posix()
+        except ValueError:
+            return str(path)
 
 
 def sft_record(record: Mapping, run_dir: str | os.PathLike, *, answer_field: str = "answer_prediction") -> dict:
@@ -90,17 +105,25 @@ def export_llamafactory(records: Iterable[Mapping], run_dir: str | os.PathLike, 
 
 
 def export_all(records: Sequence[Mapping], run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-               name: str = DATASET_NAME) -> dict[str, str]:
+               name: str = DATASET_NAME, profile: Any = None, model: str | None = None) -> dict[str, str]:
     """Both exports under `out_dir` (ms-swift/<name>.jsonl, llamafactory/<name>.json + dataset_info.json),
-    each validated against its schema; returns the paths written."""
+    each validated against its schema with audio paths resolved against the run dir; with `profile`, the
+    trainer recipes beside them (`cogito_lib.recipes.write_recipes`: the ms-swift command, the LLaMA-Factory
+    config, for fine-tuning `model`). Returns the paths written."""
     out_dir = Path(out_dir)
     swift = export_ms_swift(records, run_dir, out_dir / "ms-swift" / f"{name}.jsonl")
     factory = export_llamafactory(records, run_dir, out_dir / "llamafactory", name=name)
-    for problems, what in ((validate_ms_swift(swift), swift), (validate_llamafactory(factory.parent, name), factory)):
+    for problems, what in ((validate_ms_swift(swift, media_root=run_dir), swift),
+                           (validate_llamafactory(factory.parent, name, media_root=run_dir), factory)):
         if problems:
             raise ExportError(f"{what}: {len(problems)} problem(s): " + "; ".join(problems[:5]))
-    return {"ms_swift": str(swift), "llamafactory": str(factory),
-            "llamafactory_dataset_info": str(factory.parent / "dataset_info.json")}
+    paths = {"ms_swift": str(swift), "llamafactory": str(factory),
+             "llamafactory_dataset_info": str(factory.parent / "dataset_info.json")}
+    if profile is not None:
+        from .recipes import write_recipes
+
+        paths.update(write_recipes(out_dir, run_dir, profile, model=model, name=name))
+    return paths
 
 
 # --- validators ---------------------------------------------------------------------------------------------------
@@ -167,9 +190,11 @@ def validate_ms_swift_record(record: Any, *, base_dir: str | os.PathLike | None 
                            check_paths=check_paths, require_think=require_think)
 
 
-def validate_ms_swift(path: str | os.PathLike, *, check_paths: bool = True, require_think: bool = True) -> list[str]:
+def validate_ms_swift(path: str | os.PathLike, *, check_paths: bool = True, require_think: bool = True,
+                      media_root: str | os.PathLike | None = None) -> list[str]:
     """Problems of an ms-swift JSONL file, each prefixed with its line number (empty when valid; a file with no
-    samples is valid, if useless)."""
+    samples is valid, if useless). Relative audio paths are looked up under `media_root` (ms-swift's working
+    directory or ROOT_IMAGE_DIR; default: the file's folder)."""
     path = Path(path)
     if not path.is_file():
         return [f"{path} not found"]
@@ -179,15 +204,16 @@ def validate_ms_swift(path: str | os.PathLike, *, check_paths: bool = True, requ
             problems.append(f"line {number}: {problem}")
             continue
         problems += [f"line {number}: {p}" for p in validate_ms_swift_record(
-            record, base_dir=path.parent, check_paths=check_paths, require_think=require_think)]
+            record, base_dir=media_root or path.parent, check_paths=check_paths, require_think=require_think)]
     return problems
 
 
 def validate_llamafactory(dataset_dir: str | os.PathLike, name: str = DATASET_NAME, *, check_paths: bool = True,
-                          require_think: bool = True) -> list[str]:
+                          require_think: bool = True, media_root: str | os.PathLike | None = None) -> list[str]:
     """Problems of a LLaMA-Factory dataset (empty when valid): its `dataset_info.json` entry (file_name,
     formatting sharegpt, messages/audios columns, role/content tags), a JSON list of records, and each record's
-    messages and audios read through the declared columns and tags."""
+    messages and audios read through the declared columns and tags. Relative audio paths are looked up under
+    `media_root` (LLaMA-Factory's `media_dir`, which defaults to the dataset dir)."""
     dataset_dir = Path(dataset_dir)
     info = read_json(dataset_dir / "dataset_info.json")
     if not isinstance(info, dict):
@@ -224,5 +250,6 @@ def validate_llamafactory(dataset_dir: str | os.PathLike, name: str = DATASET_NA
         problems += [f"sample {index}: {p}" for p in _check_messages(
             record[columns["messages"]], record.get(columns["audios"], []), role_key=tag["role_tag"],
             content_key=tag["content_tag"], user=tag["user_tag"], assistant=tag["assistant_tag"],
-            base_dir=dataset_dir, check_paths=check_paths, require_think=require_think)]
+            base_dir=Path(media_root) if media_root else dataset_dir, check_paths=check_paths,
+            require_think=require_think)]
     return problems

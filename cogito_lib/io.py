@@ -277,10 +277,15 @@ def exclusive(path: str | os.PathLike, what: str, *, wait: bool | None = None, s
     key = str(path.resolve())
     if key in _HELD:
         _HELD[key][1] += 1
+        previous = os.environ.get(LOCK_TOKEN_ENV)
+        if share:  # an inner call that starts child writers shares the lock this process already holds
+            os.environ[LOCK_TOKEN_ENV] = _HELD[key][0]["token"]
         try:
             yield _HELD[key][0]
         finally:
             _HELD[key][1] -= 1
+            if share:
+                _restore_token(previous)
         return
     if os.environ.get("RANK", "0") not in ("", "0"):
         yield None
@@ -299,14 +304,18 @@ def exclusive(path: str | os.PathLike, what: str, *, wait: bool | None = None, s
     finally:
         del _HELD[key]
         if share:
-            if previous is None:
-                os.environ.pop(LOCK_TOKEN_ENV, None)
-            else:
-                os.environ[LOCK_TOKEN_ENV] = previous
+            _restore_token(previous)
         if (_read_lock(path) or {}).get("token") == info["token"]:
             path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 path.parent.rmdir()  # leave no empty lock folder behind (fails while another lock is there)
+
+
+def _restore_token(previous: str | None) -> None:
+    if previous is None:
+        os.environ.pop(LOCK_TOKEN_ENV, None)
+    else:
+        os.environ[LOCK_TOKEN_ENV] = previous
 
 
 def _acquire(path: Path, what: str, wait: bool) -> dict:

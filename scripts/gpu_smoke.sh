@@ -2,7 +2,9 @@
 # The paper-smoke on a GPU machine, through the real vLLM: builds the pinned vLLM environment (envs/vllm), checks
 # that `vllm serve` starts on a tiny Qwen3-Omni-MoE checkpoint and answers a chat completion with audio, then runs
 # scripts/paper_smoke.py with every server being `vllm serve` (the two the smoke starts and the one notebook 07
-# launches for the fine-tuned model). Unattended: no prompt, every step bounded in time, everything logged.
+# launches for the fine-tuned model), then scripts/gpu_smoke_train.sh (the kit's trainer under DeepSpeed ZeRO-3 on
+# the tiny MoE, and the LoRA step benchmark at Qwen3-Omni-30B-A3B's size: tokens/s, MFU). Unattended: no prompt,
+# every step bounded in time, everything logged.
 #
 #   scripts/gpu_smoke.sh                   # -> runs/gpu-smoke/ and runs/gpu-smoke.log
 #   PYTHON=python3.11 RUN_DIR=/tmp/gpu-smoke scripts/gpu_smoke.sh
@@ -74,9 +76,19 @@ PY
 step "the paper-smoke through vllm serve"
 start=$(date +%s)
 status=0
+# 06's accelerate launch: one rank per GPU, at most the smoke's 2 (its step is 4 sequences)
+gpus=$(nvidia-smi -L | wc -l)
 timeout 3600 .venv/bin/python scripts/paper_smoke.py --fresh --run-dir "$RUN_DIR" \
   --server "$VLLM_ENV/bin/vllm serve" --server-args "$SERVER_ARGS" --timeout 1200 --tiny-size "$TINY_SIZE" \
+  --set "train.processes=$(( gpus >= 2 ? 2 : 1 ))" \
   || status=$?
 echo "paper-smoke through vLLM: exit $status after $(( $(date +%s) - start )) s; run dir $RUN_DIR, log $log"
 [ -f "$RUN_DIR/smoke.json" ] && cat "$RUN_DIR/smoke.json"
+
+step "the training engine: the tiny MoE under DeepSpeed ZeRO-3, then the LoRA step benchmark at full size"
+.venv/bin/python -c "import deepspeed" 2>/dev/null || timeout 1800 .venv/bin/pip install -q -e '.[deepspeed]'
+train_status=0
+timeout 3600 env PYTHON=.venv/bin/python scripts/gpu_smoke_train.sh --run-dir "$RUN_DIR-train/run" || train_status=$?
+echo "training engine smoke: exit $train_status"
+[ "$status" = 0 ] && status=$train_status
 exit $status

@@ -10,8 +10,9 @@ published layouts (tests/source_fixtures.py); a small MMAR meta with synthetic a
 only (`eval.num_items`); every model call through the kit's OpenAI-compatible client (`backend = "vllm"`) to
 servers on 127.0.0.1 that this script starts and stops: the kit's stand-in (`python -m cogito_lib.models.serve`,
 vLLM's request and response shapes, the tiny model behind them) or, with `--server`, vLLM itself. Notebook 06
-fine-tunes the tiny Thinking model with LoRA with the kit's trainer, and 07 evaluates it through a server the
-run starts on the merged weights (`serve.launch`).
+fine-tunes the tiny Thinking model with LoRA on attention and every expert, with the kit's trainer under
+`accelerate launch` on 2 ranks (`train.engine` in the run configuration, as at paper scale), and 07 evaluates it
+through a server the run starts on the merged weights (`serve.launch`).
 
 Random weights would never write a parsable question or verdict, and then nothing would reach stages 3-7. So the
 tiny checkpoints are first taught the reply formats, a fixed reply per prompt kind (`REPLIES`), for a few dozen
@@ -295,11 +296,18 @@ def smoke_config(models: dict[str, str], urls: dict[str, str], datasets: dict[st
         "judge_max_new_tokens = 160",
         "",
         "[train]",
+        "# 06 trains as at paper scale, under `accelerate launch` with the MoE's experts adapted: here 2 gloo ranks",
+        "# without DeepSpeed (ZeRO-3 is scripts/gpu_smoke_train.sh's), each step's 4 sequences as 2 ranks x 1 x 2",
+        "# accumulated micro-batches",
+        'engine = "accelerate"',
+        "processes = 2",
+        'accelerate_config = ""',
+        "micro_batch_size = 1",
+        "batch_size = 4",
         "max_steps = 2",
-        "batch_size = 2",
         "warmup_steps = 1",
         "checkpoint_every = 0",
-        "threads = 2",
+        "threads = 1",
         "",
         "[eval]",
         f"num_items = {MMAR_EVALUATED}",
@@ -330,11 +338,29 @@ def verify(run_dir: Path) -> list[str]:
     adapter = run_dir / TRAIN / "self_distill" / "adapter" / "adapter_config.json"
     if not adapter.is_file():
         problems.append(f"{adapter} missing")
+    else:
+        problems += training_problems(run_dir / TRAIN / "self_distill")
     for model in ("base", "self_distill"):
         info = run_dir / EVAL / f"predictions-{model}.info.json"
         record = json.loads(info.read_text()) if info.is_file() else {}
         if record.get("backend") != "vllm" or record.get("num_items") != MMAR_EVALUATED:
             problems.append(f"{info.name}: not {MMAR_EVALUATED} predictions through the served backend ({record})")
+    return problems
+
+
+def training_problems(folder: Path) -> list[str]:
+    """Whether 06 trained through the engine (2 ranks of `accelerate launch`) with LoRA on the MoE's experts: the
+    summary says so, and the saved adapter's config names the fused expert weights of every layer."""
+    summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
+    config = json.loads((folder / "adapter" / "adapter_config.json").read_text())
+    problems = []
+    if (summary.get("engine"), summary.get("processes")) != ("accelerate", 2):
+        problems.append(f"06 did not train with 2 ranks of accelerate launch ({summary.get('engine')}, "
+                        f"{summary.get('processes')} processes)")
+    experts = [p for p in config.get("target_parameters") or [] if ".mlp.experts." in p]
+    if {p.rsplit(".", 1)[-1] for p in experts} != {"gate_up_proj", "down_proj"}:
+        problems.append(f"the adapter does not name the experts' gate_up_proj and down_proj: "
+                        f"target_parameters = {config.get('target_parameters')}")
     return problems
 
 

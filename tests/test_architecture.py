@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cogito_lib"
 RANKS = {
     "config": 0, "io": 0, "layout": 0, "env": 0, "metrics": 0, "progress": 0, "mmar": 0,
     "world": 1, "sources": 1,
-    "models": 2, "plots": 2, "exports": 2,
+    "models": 2, "plots": 2, "exports": 2, "recipes": 2,
     "judges": 3, "widgets": 3,
     "pipe": 4,
     "train": 5,

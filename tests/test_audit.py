@@ -245,7 +245,7 @@ def test_bad_inputs_are_rejected_with_a_reason_never_a_crash(run_dir):
     assert stats["unreadable_lines"]["cot"] == 2
     assert stats["samples"] == stats["kept"] + stats["rejected"]
     assert sum(stats["rejected_by_reason"].values()) == stats["rejected"]
-    assert not validate_ms_swift(stage(run_dir) / "exports" / "ms-swift" / "audio_cogito.jsonl")
+    assert not validate_ms_swift(stage(run_dir) / "exports" / "ms-swift" / "audio_cogito.jsonl", media_root=run_dir)
 
 
 def test_missing_inputs_name_the_file_and_the_notebook(tmp_path, run_dir):
@@ -408,8 +408,11 @@ def test_make_judge_follows_the_profile(tmp_path):
 def test_exports_validate_against_both_schemas(run_dir):
     stats = A.audit(TINY, run_dir, progress=False, figures=False)
     exports = stage(run_dir) / "exports"
-    assert validate_ms_swift(exports / "ms-swift" / "audio_cogito.jsonl") == []
-    assert validate_llamafactory(exports / "llamafactory") == []
+    assert validate_ms_swift(exports / "ms-swift" / "audio_cogito.jsonl", media_root=run_dir) == []
+    assert validate_llamafactory(exports / "llamafactory", media_root=run_dir) == []
+    # with the trainer recipes beside them, paths relative to the run dir
+    assert (exports / "ms-swift" / "train.sh").exists() and (exports / "llamafactory" / "cogito_sft.yaml").exists()
+    assert {"ms_swift_recipe", "llamafactory_recipe"} <= set(stats["exports"])
     lines = (exports / "ms-swift" / "audio_cogito.jsonl").read_text().splitlines()
     data = json.loads((exports / "llamafactory" / "audio_cogito.json").read_text())
     assert len(lines) == len(data) == stats["kept"]

@@ -246,6 +246,13 @@ def test_later_rounds_resample_audit_and_train_in_their_own_folders(tmp_path, mo
     assert len(rejected) == 6 and {r["reason"] for r in rejected} == {"answer_mismatch"}
     assert (shadow / "05-quality-verification" / "verdicts.jsonl").exists()
     assert read_json(shadow / "05-quality-verification" / "stats.json")["kept"] == r2["round"]["kept"] == 6
+    # the round's traces are exported too, with recipes that fine-tune this round's thinker (paths in the run dir)
+    exports = shadow / "05-quality-verification" / "exports"
+    assert r2["round"]["exports"] == str(exports)
+    swift = read_jsonl(exports / "ms-swift" / "audio_cogito.jsonl")
+    assert len(swift) == 6 and swift[0]["audios"][0].startswith("02-data-collection/audio/")
+    assert read_json(exports / "ms-swift" / "sft_args.json")["model"] == "../thinker"
+    assert (exports / "llamafactory" / "cogito_sft.yaml").exists() and (exports / "ms-swift" / "train.sh").exists()
     folder = stage / "self_distill_round2"
     assert (folder / "adapter" / "adapter_config.json").exists() and not (folder / "merged").exists()
     assert [r["step"] for r in read_jsonl(folder / "train_log.jsonl")] == [1, 2]
@@ -276,6 +283,11 @@ def test_later_rounds_resample_audit_and_train_in_their_own_folders(tmp_path, mo
         summary = stats["variants"][name]
         assert summary["cached"] and summary["adapter"] == str(moved / STAGE / name / "adapter")
     assert stats["variants"]["self_distill_round2"]["base"] == str(moved / STAGE / "round2" / "thinker")
+    from cogito_lib.exports import validate_ms_swift
+
+    moved_shadow = moved / STAGE / "round2" / "run"
+    assert validate_ms_swift(moved_shadow / "05-quality-verification" / "exports" / "ms-swift" / "audio_cogito.jsonl",
+                             media_root=moved_shadow) == []
     assert stats["variants"]["self_distill_round3"]["status"] == "skipped"
 
 

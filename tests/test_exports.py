@@ -29,7 +29,10 @@ def test_sft_record_is_audio_tag_plus_mmar_prompt_and_think_block(records):
     user, assistant = sample["messages"]
     assert user == {"role": "user", "content": "<audio>" + format_prompt("How many beeps are there?", ["1", "2", "3"])}
     assert assistant["content"] == "<think>\nI hear: beep; beep\nCount: 2\nSo the answer is 2.\n</think>\n\n2"
-    assert sample["audios"] == [str((run_dir / recs[0]["audio_path"]).resolve())]
+    assert sample["audios"] == ["02-data-collection/audio/c0.wav"]  # relative to the run dir: a copy still works
+    outside = E.sft_record(dict(recs[0], audio_path="/data/clotho/a.wav"), run_dir)
+    inside_abs = E.sft_record(dict(recs[0], audio_path=str((run_dir / recs[0]["audio_path"]).resolve())), run_dir)
+    assert outside["audios"] == ["/data/clotho/a.wav"] and inside_abs["audios"] == ["02-data-collection/audio/c0.wav"]
 
 
 def test_both_exports_validate_and_hold_every_record(records, tmp_path):
@@ -38,8 +41,10 @@ def test_both_exports_validate_and_hold_every_record(records, tmp_path):
     swift = [json.loads(line) for line in open(paths["ms_swift"])]
     factory = json.loads(open(paths["llamafactory"]).read())
     assert len(swift) == len(factory) == 3 and swift == factory
-    assert E.validate_ms_swift(paths["ms_swift"]) == []
-    assert E.validate_llamafactory(tmp_path / "exports" / "llamafactory") == []
+    assert E.validate_ms_swift(paths["ms_swift"], media_root=run_dir) == []
+    assert E.validate_llamafactory(tmp_path / "exports" / "llamafactory", media_root=run_dir) == []
+    # resolved against the wrong root, the relative paths are missing: the media root matters
+    assert any("audio file not found" in p for p in E.validate_ms_swift(paths["ms_swift"]))
     info = json.loads(open(paths["llamafactory_dataset_info"]).read())
     assert info == {"audio_cogito": {"file_name": "audio_cogito.json", "formatting": "sharegpt",
                                      "columns": {"messages": "messages", "audios": "audios"},
@@ -55,7 +60,7 @@ def test_llamafactory_export_keeps_other_dataset_info_entries(records, tmp_path)
     E.export_llamafactory(recs, run_dir, folder, name="cogito_round1")
     info = json.loads((folder / "dataset_info.json").read_text())
     assert set(info) == {"alpaca_en_demo", "cogito_round1"}
-    assert E.validate_llamafactory(folder, "cogito_round1") == []
+    assert E.validate_llamafactory(folder, "cogito_round1", media_root=run_dir) == []
 
 
 def test_empty_exports_are_valid(records, tmp_path):

@@ -36,6 +36,20 @@ def test_dry_run_on_cpu_prints_one_json_result():
     assert result["peak_tflops"] == 1 and 0 < result["mfu"] <= result["mfu_with_attention"]
 
 
+def test_moe_dry_run_adapts_every_expert_and_counts_activated_flops():
+    done, result = _bench("--dry-run-cpu", "--model", "qwen3_omni_30b_a3b", "--peak-tflops", "1e-4", timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert result is not None and KEYS <= set(result) and result["finite"]
+    assert result["lora"]["expert_parameters"] == {"gate_up_proj": 2, "down_proj": 2}
+    counts = result["parameter_counts"]
+    assert result["audio_tokens"] == 26 and result["tokens_per_step"] == 2 * (32 + 26 + 2)  # 13 per 100 frames
+    # 2 of 4 experts are active per token: half their weights (and LoRA factors) count
+    assert counts["lm_active"] == counts["lm_other"] + counts["experts"] // 2
+    assert counts["lora_active"] == counts["lora"] + counts["lora_experts"] // 2
+    assert result["trainable_parameters"] == counts["lora"] + counts["lora_experts"]
+    assert 0 < result["mfu"] <= result["mfu_with_attention"]
+
+
 def test_without_cuda_it_exits_2_with_a_message():
     import torch
 
@@ -44,6 +58,23 @@ def test_without_cuda_it_exits_2_with_a_message():
     done, result = _bench("--steps", "1", timeout=60)
     assert done.returncode == 2 and result is None
     assert "no CUDA device" in done.stderr and "--dry-run-cpu" in done.stderr
+
+
+@pytest.mark.gpu
+def test_gpu_benchmark_of_the_paper_s_moe():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    layers = [] if torch.cuda.get_device_properties(0).total_memory > 120 * 2 ** 30 else ["--layers", "24"]
+    done, result = _bench("--model", "qwen3_omni_30b_a3b", "--gradient-checkpointing", "--steps", "5", "--warmup",
+                          "2", *layers, timeout=1800)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert KEYS <= set(result) and result["finite"] and result["audio_tokens"] == 390
+    assert result["lora"]["expert_parameters"] == {"gate_up_proj": result["size"]["num_layers"],
+                                                   "down_proj": result["size"]["num_layers"]}
+    if result["mfu"] is not None:
+        assert 0.005 < result["mfu"] < 1.0
 
 
 @pytest.mark.gpu

@@ -186,6 +186,39 @@ def test_a_dead_writers_lock_is_taken_over_and_another_hosts_is_reported(tmp_pat
             pass
 
 
+CHILD_WRITER = """
+import os, sys
+from cogito_lib import layout
+from cogito_lib.io import LockHeld
+try:
+    with layout.stage_lock(sys.argv[1], sys.argv[2]) as info:
+        print("wrote under", info["pid"])
+except LockHeld as err:
+    print("refused:", err)
+"""
+
+
+def test_a_holder_shares_its_stage_with_the_writers_it_starts_inside_a_shared_block(tmp_path):
+    """What train.engine = accelerate does: run_variants holds 06, and the launch inside it (stage_lock(share=True),
+    nested) lets the ranks it starts write 06; a writer started outside that block is still refused."""
+    from cogito_lib import layout
+    from cogito_lib.io import LOCK_TOKEN_ENV
+
+    def child():
+        done = subprocess.run([sys.executable, "-c", CHILD_WRITER, str(tmp_path), COT], cwd=ROOT, text=True,
+                              capture_output=True, env={**env(), **({LOCK_TOKEN_ENV: os.environ[LOCK_TOKEN_ENV]}
+                                                                    if LOCK_TOKEN_ENV in os.environ else {})})
+        return done.stdout.strip()
+
+    before = os.environ.get(LOCK_TOKEN_ENV)
+    with layout.stage_lock(tmp_path, COT):
+        assert child().startswith("refused:")
+        with layout.stage_lock(tmp_path, COT, share=True):
+            assert child() == f"wrote under {os.getpid()}"
+        assert os.environ.get(LOCK_TOKEN_ENV) == before and child().startswith("refused:")
+    assert not layout.lock_path(tmp_path, COT).exists()
+
+
 def test_a_second_writer_can_wait_for_the_first(tmp_path):
     from cogito_lib import layout
 

@@ -43,6 +43,26 @@ def test_the_smoke_passes_and_leaves_what_it_promises(smoke):
     assert adapter["peft_type"] == "LORA" and adapter["r"] == 8  # the paper profile's LoRA rank
 
 
+def test_06_trained_through_the_engine_with_the_experts_adapted(smoke):
+    """train.engine = "accelerate" from the run configuration: 2 gloo ranks of `accelerate launch`, each step's 4
+    sequences as 2 accumulated micro-batches per rank, LoRA on attention and on every layer's fused experts."""
+    module, run_dir, _ = smoke
+    folder = run_dir / "06-self-distillation-training" / "self_distill"
+    assert "engine = \"accelerate\"" in (run_dir / "inputs" / "paper-smoke.toml").read_text()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert (summary["engine"], summary["processes"], summary["zero_stage"]) == ("accelerate", 2, None)
+    assert summary["distributed"].endswith("MULTI_CPU") and summary["steps"] == 2
+    config = json.loads((folder / "adapter" / "adapter_config.json").read_text())
+    layers = {p.split(".mlp.experts.")[0] for p in config["target_parameters"]}
+    assert {p.rsplit(".", 1)[-1] for p in config["target_parameters"]} == {"gate_up_proj", "down_proj"}
+    assert len(config["target_parameters"]) == 2 * len(layers) > 0
+    assert set(summary["lora"]["expert_parameters"]) == {"gate_up_proj", "down_proj"}
+    assert {"q_proj", "v_proj"} <= set(summary["lora"]["modules"])
+    command = (folder / "launch" / "command.sh").read_text()
+    assert "accelerate.commands.launch --num_processes 2" in command and "--job" in command
+    assert module.training_problems(folder) == []
+
+
 def test_it_ran_the_paper_profile_with_its_configuration(smoke):
     _, run_dir, _ = smoke
     config = (run_dir / "config.toml").read_text()

@@ -85,7 +85,7 @@ def test_the_seed_pool_must_hold_what_an_llm_annotator_samples(tmp_path):
     assert checks.check_seed_pool(load_profile("mini", {"annotate.seed_pool": str(small)})).ok  # metadata annotator
 
 
-def test_training_engines_are_checked_where_the_profile_names_one():
+def test_the_training_engine_is_checked_where_the_profile_launches_one():
     import importlib.util
 
     deepspeed = checks.check_deepspeed()
@@ -93,9 +93,14 @@ def test_training_engines_are_checked_where_the_profile_names_one():
         assert not deepspeed.ok and "pip install -e '.[deepspeed]'" in deepspeed.message
     else:
         assert deepspeed.ok and deepspeed.message.startswith("deepspeed ")
-    swift = checks.check_ms_swift("/nonexistent/swift")
-    assert not swift.ok and "envs/ms-swift/requirements.txt" in swift.message
-    assert checks.training_engine_checks(load_profile("paper")) == []  # the paper profile names none yet
+    paper = checks.training_engine_checks(load_profile("paper"))  # accelerate launch under DeepSpeed ZeRO-3
+    assert [c.name for c in paper] == ["training engine", "DeepSpeed"] and paper[0].ok
+    assert "8 ranks, deepspeed_zero3.yaml" in paper[0].message and paper[1] == deepspeed
+    plain = checks.training_engine_checks(load_profile("paper", {"train.accelerate_config": ""}))
+    assert [(c.name, c.ok) for c in plain] == [("training engine", True)]
+    missing = checks.training_engine_checks(load_profile("paper", {"train.accelerate_config": "nope.yaml"}))
+    assert not missing[0].ok and "deepspeed_zero3.yaml" in missing[0].message
+    assert checks.training_engine_checks(load_profile("tiny")) == []  # in-process: nothing to check
 
 
 def test_the_rubric_judge_follows_the_run_configuration(models_server, tmp_path, monkeypatch):

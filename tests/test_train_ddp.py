@@ -1,5 +1,7 @@
 """Data-parallel training: 2 CPU processes (gloo) run the same `train_sft` as `accelerate launch` would at scale,
-and both ranks end with identical adapter weights (tiny model, a few steps, well under a minute)."""
+and both ranks end with identical adapter weights (tiny model, a few steps, well under a minute). The ranks feed
+the model from the front-end feature cache, as a qwen2_audio model trains under the engine (the MoE's own path,
+without the cache, is tests/test_train_engine.py's)."""
 import os
 import socket
 import subprocess
@@ -20,6 +22,7 @@ from cogito_lib.distill import build_training_sets, load_inputs
 from cogito_lib.io import read_json
 from cogito_lib.models import load_model
 from cogito_lib.models.audio import AudioCache
+from cogito_lib.models.frontend import make_frontend
 from cogito_lib.train import LoopConfig, prepare_lora, train_sft, trainable_state
 from cogito_lib.train.loop import _distributed
 
@@ -34,10 +37,13 @@ model = prepare_lora(model, rank=4, alpha=8)
 before = trainable_state(model)
 tset = build_training_sets(__import__("cogito_lib.config").config.load_profile("tiny"), run_dir, "no_audit",
                            inputs=load_inputs(run_dir))["no_audit"]
+frontend = make_frontend(model, processor, training=True)
+assert frontend is not None
 logs = train_sft(model, processor, tset.examples, LoopConfig(steps=3, batch_size=4, learning_rate=5e-3, seed=0),
-                 audio=AudioCache(), progress=False, accelerator=accelerator)
+                 audio=AudioCache(), progress=False, accelerator=accelerator, frontend=frontend)
 after = trainable_state(model)
 assert len(logs) == 3 and any(not torch.equal(before[k], after[k]) for k in after)
+assert frontend.stats["computed"] > 0  # the steps ran on cached features
 torch.save(after, out / f"rank{accelerator.process_index}.pt")
 """
 

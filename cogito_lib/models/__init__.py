@@ -11,8 +11,9 @@ from .generate import (
     generate_texts, load_audio, processor_encode, reasoning_token_span, split_outputs, split_thinking,
 )
 from .loading import (
-    ModelNotFoundError, add_lora, detect_family, full_omni_checkpoint, language_model_lora_modules,
-    language_model_lora_targets, load_adapter, load_model,
+    FUSED_EXPERT_PARAMETERS, LoraPlan, ModelNotFoundError, add_lora, detect_family, full_omni_checkpoint,
+    language_model_expert_parameters, language_model_lora_modules, language_model_lora_targets, load_adapter,
+    load_model, lora_plan, lora_report,
     load_processor, resolve_checkpoint, save_model, tiny_info,
 )
 from .tiny import SIZES, TinySize, build_tiny_model, count_parameters, resolve_size
@@ -24,8 +25,9 @@ __all__ = [
     "build_mmar_prompt", "build_prompt", "build_training_text", "encode_batch", "encode_training_batch",
     "format_mmar_question", "generate_reasoning", "generate_texts", "load_audio", "processor_encode",
     "reasoning_token_span", "split_outputs", "split_thinking",
-    "ModelNotFoundError", "add_lora", "detect_family", "language_model_lora_modules", "language_model_lora_targets",
-    "load_adapter", "load_model",
+    "FUSED_EXPERT_PARAMETERS", "LoraPlan", "ModelNotFoundError", "add_lora", "detect_family",
+    "language_model_expert_parameters", "language_model_lora_modules", "language_model_lora_targets",
+    "load_adapter", "load_model", "lora_plan", "lora_report",
     "load_processor", "resolve_checkpoint", "save_model", "tiny_info", "full_omni_checkpoint",
     "SIZES", "TinySize", "build_tiny_model", "count_parameters", "resolve_size",
     "build_tokenizer", "chat_template",

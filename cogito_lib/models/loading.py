@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -102,7 +104,8 @@ def load_model(name_or_path: str | os.PathLike, family: str | ModelFamily | None
 
     `family` is detected from config.json when omitted. For the omni families a full checkpoint (thinker +
     talker) is loaded without its talker and its `.thinker` returned. `device` is "cpu", "cuda[:n]" or "auto"
-    (accelerate's device_map). Raises ModelNotFoundError when the checkpoint is not on this machine.
+    (accelerate's device_map), or None to leave the weights where loading put them (under DeepSpeed ZeRO-3 each
+    rank's shard). Raises ModelNotFoundError when the checkpoint is not on this machine.
     """
     fam = get_family(family) if isinstance(family, str) else family
     folder = resolve_checkpoint(name_or_path, fam)
@@ -112,7 +115,7 @@ def load_model(name_or_path: str | os.PathLike, family: str | ModelFamily | None
         raise ValueError(f"{folder} holds a {model_type!r} checkpoint, not the {fam.key!r} family "
                          f"({fam.model_type}); drop family= or pass the right one")
     fam = detected
-    torch_dtype = resolve_dtype(dtype, device)
+    torch_dtype = resolve_dtype(dtype, device or "cpu")
     load_kwargs: dict[str, Any] = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code, **kwargs)
     if attn_implementation:
         load_kwargs["attn_implementation"] = attn_implementation
@@ -129,7 +132,7 @@ def load_model(name_or_path: str | os.PathLike, family: str | ModelFamily | None
         detail = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
         raise ModelNotFoundError(_missing_message(str(name_or_path), fam,
                                                   f"incomplete checkpoint folder {folder} ({detail})")) from None
-    if device != "auto":
+    if device not in ("auto", None):
         model = model.to(device)
     model.eval()
     return model, processor
@@ -193,6 +196,10 @@ def tiny_info(folder: str | os.PathLike) -> dict | None:
 
 # ----------------------------------------------------------------------------------------------- LoRA
 LORA_DEFAULT_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+# MLP projection names as a dense model (and transformers 4.x MoE experts) call them -> the fused expert parameter
+# that holds them in transformers 5.x MoE models (Qwen3-Omni-MoE: `mlp.experts.gate_up_proj` [E, 2I, H] and
+# `mlp.experts.down_proj` [E, H, I]); peft adapts such a parameter with `target_parameters` (lora.ParamWrapper).
+FUSED_EXPERT_PARAMETERS = {"gate_proj": "gate_up_proj", "up_proj": "gate_up_proj", "down_proj": "down_proj"}
 
 
 def language_model_lora_targets(modules: Iterable[str] = LORA_DEFAULT_MODULES) -> str:
@@ -204,6 +211,10 @@ def language_model_lora_targets(modules: Iterable[str] = LORA_DEFAULT_MODULES) -
     return rf"^(?:.*\.)?language_model\.(?:.*\.)?(?:{names})$"
 
 
+def _in_language_model(name: str) -> bool:
+    return ".language_model." in f".{name}." and "audio_tower" not in name and "visual" not in name
+
+
 def language_model_lora_modules(model, modules: Iterable[str] = LORA_DEFAULT_MODULES) -> list[str]:
     """Full names of the `nn.Linear` modules called `modules` inside the language model (never the audio tower)."""
     import torch
@@ -211,7 +222,85 @@ def language_model_lora_modules(model, modules: Iterable[str] = LORA_DEFAULT_MOD
     leaves = set(modules)
     return sorted(name for name, module in model.named_modules()
                   if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in leaves
-                  and ".language_model." in f".{name}." and "audio_tower" not in name and "visual" not in name)
+                  and _in_language_model(name))
+
+
+def language_model_expert_parameters(model) -> dict[str, list[str]]:
+    """{fused name: full parameter names} of the language model's fused MoE expert weights (3-D parameters of an
+    `experts` module, e.g. `...layers.0.mlp.experts.gate_up_proj`); empty for a dense model."""
+    fused = set(FUSED_EXPERT_PARAMETERS.values())
+    found: dict[str, list[str]] = {}
+    for name, param in model.named_parameters():
+        container, _, leaf = name.rpartition(".")
+        shape = getattr(param, "ds_shape", param.shape)  # a ZeRO-3 partitioned weight keeps its shape there
+        if leaf in fused and container.rsplit(".", 1)[-1] == "experts" and len(shape) == 3 \
+                and _in_language_model(name):
+            found.setdefault(leaf, []).append(name)
+    return {leaf: sorted(names) for leaf, names in sorted(found.items())}
+
+
+@dataclass(frozen=True)
+class LoraPlan:
+    """What a list of projection names adapts in one model: `modules` (full names of nn.Linear layers, peft's
+    `target_modules`), `parameters` (full names of fused expert weights, peft's `target_parameters`), and per
+    configured name what it matched."""
+
+    modules: tuple[str, ...]
+    parameters: tuple[str, ...]
+    matched: dict  # {configured name: {"modules": n, "expert_parameter": fused name or None, "parameters": n}}
+
+    @property
+    def fused(self) -> tuple[str, ...]:
+        """The fused expert weights adapted (gate_up_proj, down_proj), by leaf name."""
+        return tuple(sorted({p.rsplit(".", 1)[-1] for p in self.parameters}))
+
+
+def lora_plan(model, targets: Iterable[str]) -> LoraPlan:
+    """Resolve projection names (`train.lora_targets`: q_proj, ..., gate_proj, up_proj, down_proj) against the
+    language model of `model`. A name matches the nn.Linear layers of that name and, in a transformers 5.x MoE, the
+    fused expert weight that holds it (`FUSED_EXPERT_PARAMETERS`). Raises ValueError before any training when a
+    name matches nothing, or when only one of gate_proj/up_proj is named where the two are one fused weight."""
+    names = list(dict.fromkeys(t.strip() for t in targets if t and t.strip()))
+    if not names:
+        raise ValueError("no LoRA targets given (train.lora_targets is empty)")
+    experts = language_model_expert_parameters(model)
+    modules: list[str] = []
+    parameters: list[str] = []
+    matched: dict[str, dict] = {}
+    for name in names:
+        found = language_model_lora_modules(model, [name])
+        fused = FUSED_EXPERT_PARAMETERS.get(name)
+        params = experts.get(fused, []) if fused else []
+        matched[name] = {"modules": len(found), "expert_parameter": fused if params else None,
+                         "parameters": len(params)}
+        modules += found
+        parameters += [p for p in params if p not in parameters]
+    unmatched = [name for name, m in matched.items() if not m["modules"] and not m["parameters"]]
+    if unmatched:
+        import torch
+
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                         if isinstance(m, torch.nn.Linear) and _in_language_model(n)})
+        fused_note = f"; fused expert weights: {', '.join(experts)}" if experts else ""
+        raise ValueError(
+            f"LoRA target(s) {', '.join(unmatched)} match nothing in {type(model).__name__}'s language model "
+            f"(its linear layers: {', '.join(linear) or 'none'}{fused_note}); set train.lora_targets to names it has "
+            f"(attention only: q_proj,k_proj,v_proj,o_proj)")
+    if "gate_up_proj" in experts and ("gate_proj" in names) != ("up_proj" in names):
+        raise ValueError("gate_proj and up_proj are one fused weight (mlp.experts.gate_up_proj) in "
+                         f"{type(model).__name__}: name both in train.lora_targets or neither")
+    return LoraPlan(tuple(sorted(modules)), tuple(sorted(parameters)), matched)
+
+
+@contextmanager
+def _pattern_warnings_off():
+    """peft checks rank/alpha patterns against target *modules* only and calls a pattern that sets the rank of a
+    targeted *parameter* (the fused gate_up_proj) unmatched although it applies; `add_lora` checks the ranks."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The following (rank|alpha)_pattern keys did not match")
+        yield
 
 
 def add_lora(model, rank: int = 16, alpha: int = 32, dropout: float = 0.0,
@@ -220,24 +309,82 @@ def add_lora(model, rank: int = 16, alpha: int = 32, dropout: float = 0.0,
 
     The targets are passed to peft as explicit full module names: a plain list (["q_proj", "v_proj"]) would also
     hit the audio encoder, and peft 0.21 rewrites a regex into bare leaf names for MoE models (Qwen3-Omni),
-    which hits it too.
+    which hits it too. In an MoE whose experts are fused parameters (transformers 5.x), gate_proj/up_proj/down_proj
+    adapt every expert through peft's `target_parameters` (`lora_plan`); the fused gate_up_proj gets rank 2r and
+    alpha 2*alpha, as peft itself converts a transformers-4 gate_proj + up_proj adapter, so that alpha/r and the
+    capacity per projection stay those of the configured rank. peft cannot put dropout on such a weight, so
+    `dropout` must be 0 when experts are adapted (ValueError otherwise, before any training).
     """
     from peft import LoraConfig, get_peft_model
 
     exclude = None
+    extra: dict[str, Any] = {}
     if isinstance(target_modules, str):
         targets: Any = target_modules
     elif audio_tower:
         targets = list(target_modules)
     else:
-        targets = language_model_lora_modules(model, target_modules)
-        if not targets:
-            raise ValueError(f"no language-model modules named {sorted(set(target_modules))} in "
-                             f"{type(model).__name__}")
+        plan = lora_plan(model, target_modules)
+        targets = list(plan.modules)
         exclude = r".*\b(audio_tower|visual)\b.*"
+        if plan.parameters:
+            if dropout:
+                raise ValueError(f"LoRA dropout {dropout} cannot apply to the fused MoE expert weights of "
+                                 f"{type(model).__name__} (peft's ParamWrapper has no dropout): set "
+                                 "train.lora_dropout=0, or leave the experts out (train.lora_targets="
+                                 "q_proj,k_proj,v_proj,o_proj)")
+            extra["target_parameters"] = list(plan.parameters)
+            if "gate_up_proj" in plan.fused:
+                extra["rank_pattern"] = {r".*\.gate_up_proj": 2 * rank}
+                extra["alpha_pattern"] = {r".*\.gate_up_proj": 2 * alpha}
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
-                        exclude_modules=exclude, bias="none")
-    return get_peft_model(model, config)
+                        exclude_modules=exclude, bias="none", **extra)
+    if not extra:
+        return get_peft_model(model, config)
+    with _pattern_warnings_off():
+        peft_model = get_peft_model(model, config)
+    from peft.tuners.lora.layer import ParamWrapper
+
+    for name, layer in peft_model.named_modules():
+        if isinstance(layer, ParamWrapper):
+            want = 2 * rank if layer.parameter_name == "gate_up_proj" else rank
+            if layer.r.get("default") != want:
+                raise RuntimeError(f"peft gave {name}.{layer.parameter_name} LoRA rank {layer.r.get('default')}, "
+                                   f"expected {want}")
+    return peft_model
+
+
+def lora_report(model) -> dict:
+    """What a peft LoRA model actually adapts: {"modules": {leaf: count}, "expert_parameters": {fused: count},
+    "trainable": {leaf or fused name: LoRA parameters}, "lora_parameters", "trainable_parameters", "parameters"}
+    (read from the wrapped layers, not from the configuration)."""
+    from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora.layer import ParamWrapper
+
+    modules: dict[str, int] = {}
+    expert_parameters: dict[str, int] = {}
+    trainable: dict[str, int] = {}
+    for name, layer in model.named_modules():
+        if not isinstance(layer, LoraLayer):
+            continue
+        own = sum(getattr(p, "ds_numel", None) or p.numel()
+                  for key in ("lora_A", "lora_B") for p in getattr(layer, key).parameters())
+        if isinstance(layer, ParamWrapper):
+            key = layer.parameter_name
+            expert_parameters[key] = expert_parameters.get(key, 0) + 1
+        else:
+            key = name.rsplit(".", 1)[-1]
+            modules[key] = modules.get(key, 0) + 1
+        trainable[key] = trainable.get(key, 0) + own
+    params = list(model.parameters())
+
+    def numel(p):  # a ZeRO-3 partitioned weight keeps its full size in ds_numel
+        return getattr(p, "ds_numel", None) or p.numel()
+
+    return {"modules": dict(sorted(modules.items())), "expert_parameters": dict(sorted(expert_parameters.items())),
+            "trainable": dict(sorted(trainable.items())), "lora_parameters": sum(trainable.values()),
+            "trainable_parameters": sum(numel(p) for p in params if p.requires_grad),
+            "parameters": sum(numel(p) for p in params)}
 
 
 def load_adapter(model, adapter_dir: str | os.PathLike, trainable: bool = False):
@@ -247,7 +394,8 @@ def load_adapter(model, adapter_dir: str | os.PathLike, trainable: bool = False)
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").exists():
         raise ModelNotFoundError(f"{adapter_dir}/adapter_config.json not found: train an adapter first (notebook 06)")
-    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=trainable)
+    with _pattern_warnings_off():
+        return PeftModel.from_pretrained(model, adapter_dir, is_trainable=trainable)
 
 
 def save_model(model, processor, out_dir: str | os.PathLike, merge: bool = True) -> Path:

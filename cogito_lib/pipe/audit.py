@@ -302,7 +302,8 @@ def audit(profile: Profile, run_dir: str | Path, *, progress: bool = True, max_t
           min_thinking_chars: int | None = None, judge: Any = None, judge_batch_size: int = DEFAULT_JUDGE_BATCH,
           export: bool = True, figures: bool = True, retry_failed: bool = False) -> dict:
     """Stage 4: keep the samples of 04 that are answer-consistent, within length limits, judge-approved and not
-    repeated; write train.jsonl, rejected.jsonl, verdicts.jsonl, stats.json, figures and exports. Returns stats.
+    repeated; write train.jsonl, rejected.jsonl, verdicts.jsonl, stats.json, figures and exports (with the trainer
+    recipes, `cogito_lib.recipes`). Returns stats.
 
     The length limits default to the profile's (audit.max_thinking_chars, audit.min_thinking_chars). `judge`
     overrides the profile's judge (any object with `verify(question, thinking, answer_prediction, clip)` returning
@@ -470,7 +471,7 @@ def _audit(profile: Profile, run_dir: str | Path, *, progress: bool, max_thinkin
     if export:
         from ..exports import export_all
 
-        exports = export_all(kept, run_dir, stage_dir / "exports")
+        exports = export_all(kept, run_dir, stage_dir / "exports", profile=profile)
 
     reasons = Counter(r["reason"] for r in rows if r["reason"] is not None)
     funnel, remaining = {}, len(rows)

@@ -1,6 +1,7 @@
 """`python -m cogito_lib.train [--profile P] [--config FILE] --run-dir D [--variant V ...] [--set KEY=VALUE]`:
 notebook 06's variants (`cogito_lib.distill.run_variants`) from the command line, in this process or under
-`accelerate launch`."""
+`accelerate launch`. With `train.engine = "accelerate"` (the paper profile's, or `--set train.engine=accelerate
+--set train.processes=8`) it launches the ranks itself; `--job FILE` is what each of those ranks runs."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,7 @@ import sys
 from typing import Any, Sequence
 
 from ..config import ConfigError, resolve_config, resolve_run_dir
-from ..distill import run_variants
+from ..distill import run_variants, train_job
 from ..io import DEBUG_HELP, LOCK_WAIT_ENV, cli_main
 from ..layout import VARIANTS, MissingInput
 
@@ -31,13 +32,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--first-round-only", action="store_true",
                         help="leave later self-distillation rounds (train.rounds > 1) to a later call")
+    parser.add_argument("--job", metavar="JOB_JSON",
+                        help="train one prepared job (written by notebook 06 with train.engine=accelerate into "
+                             "<variant>/launch/job.json); what every rank of `accelerate launch` runs")
     parser.add_argument("--wait", action="store_true",
                         help="wait while another process writes 06 of the run dir (default: stop)")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
     if args.wait:
         os.environ[LOCK_WAIT_ENV] = "1"
+    if args.job:
+        return cli_main(lambda: _train_job(args), debug=args.debug, usage_errors=(ConfigError, MissingInput))
     return cli_main(lambda: _train(args), debug=args.debug, usage_errors=(ConfigError, MissingInput))
+
+
+def _train_job(args: argparse.Namespace) -> int:
+    summary = train_job(args.job, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{summary['variant']}: {summary['status']} steps={summary['steps']} "
+              f"final_loss={summary.get('final_loss')} lora={summary.get('lora')}")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
