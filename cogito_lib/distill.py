@@ -12,7 +12,13 @@ saved as its own adapter in `RUN_DIR/06-self-distillation-training/<variant>/ada
 - `no_audit`: every thinker sample (04/cot.jsonl), rejected ones included: what the audit is worth;
 - `base_cont`: the base's own atomic pretraining data (01): what more of the same training gives;
 - `gold_cot`: ground-truth reasoning (`skills.reasoning_text` of the question's listing and steps) for the
-  survivors' questions: reasoning that is always right.
+  survivors' questions: reasoning that is always right;
+- `answer_only_matched`: the survivors' questions with their labels, answer without reasoning: the same questions,
+  weighted alike, as `self_distill` and `gold_cot`, so that reasoning and label meet on equal terms (`answer_only`
+  has every annotated question, several times as many).
+
+The matched variants (`gold_cot`, `answer_only_matched`) are built from the survivors of every round the final
+self-distilled model trained on (`matched_survivors`): with `train.rounds` R > 1 they train after round R.
 
 `train.skill_target` > 0 (an option beyond the paper, off in every profile) balances the survivors by skill before
 `self_distill` and `gold_cot` are built (`balance_survivors`), so that a skill the base already solves does not fill
@@ -57,10 +63,13 @@ VARIANT_TEXT = {
     "no_audit": "every thinker sample, rejected ones included",
     "base_cont": "the base's own atomic pretraining data (more of the same training)",
     "gold_cot": "ground-truth reasoning for the survivors' questions",
+    "answer_only_matched": "the survivors' questions' labels, answer without reasoning (the same questions as "
+                           "self_distill and gold_cot)",
 }
 SURVIVORS = FILES["survivors"].relative
 PRETRAIN = FILES["pretrain"].relative
-BALANCED = ("self_distill", "gold_cot")  # the variants built from the survivors, skill-balanced alike
+BALANCED = ("self_distill", "gold_cot", "answer_only_matched")  # built from the survivors, skill-balanced alike
+MATCHED = ("gold_cot", "answer_only_matched")  # built from the survivors of every round (matched_survivors)
 
 
 @dataclass
@@ -92,15 +101,33 @@ def variant_list(text: str | Sequence[str] | None, profile: Profile) -> list[str
 
 
 # --------------------------------------------------------------------------------------------- training sets
-def load_inputs(run_dir: str | Path, *, survivors_path: Path | None = None) -> dict[str, Any]:
+def load_inputs(run_dir: str | Path, *, survivors_path: Path | None = None, rounds: int = 1) -> dict[str, Any]:
     """The files the variants are built from. qa.jsonl is required; the others may be absent or empty (a
-    variant without data is skipped and says why)."""
+    variant without data is skipped and says why). "matched" holds the survivors of rounds 1..`rounds` that
+    exist (`matched_survivors`), what the matched variants are built from."""
     run_dir = Path(run_dir)
     qa = read_jsonl(require(run_dir, "qa"))
     pretrain = [dict(q, audio_file=in_run(q["audio_file"], run_dir)) if q.get("audio_file") else q
                 for q in read_jsonl(path(run_dir, "pretrain"))]
-    return {"qa": qa, "cot": read_jsonl(path(run_dir, "cot")),
-            "survivors": read_jsonl(survivors_path or path(run_dir, "survivors")), "pretrain": pretrain}
+    survivors = read_jsonl(survivors_path or path(run_dir, "survivors"))
+    return {"qa": qa, "cot": read_jsonl(path(run_dir, "cot")), "survivors": survivors, "pretrain": pretrain,
+            "matched": survivors if survivors_path else matched_survivors(run_dir, rounds)}
+
+
+def round_survivors_path(run_dir: str | Path, round_index: int) -> Path:
+    """Where round `round_index`'s audited survivors are (round 1: the run dir's own stage 4)."""
+    if round_index <= 1:
+        return path(run_dir, "survivors")
+    return Path(run_dir) / STAGE / f"round{round_index}" / "run" / SURVIVORS
+
+
+def matched_survivors(run_dir: str | Path, rounds: int) -> list[dict]:
+    """The survivors of rounds 1..`rounds` (those written so far), in round order: every trace the final
+    self-distilled model was trained on, before skill balance. The matched variants use their questions."""
+    out = []
+    for round_index in range(1, max(1, rounds) + 1):
+        out.extend(read_jsonl(round_survivors_path(run_dir, round_index)))
+    return out
 
 
 def _audio(run_dir: Path, record: dict) -> str:
@@ -109,8 +136,9 @@ def _audio(run_dir: Path, record: dict) -> str:
 
 
 def replay_examples(inputs: dict, count: int, seed: int) -> list[SFTExample]:
-    """A fixed, seeded draw of `count` atomic pretraining items (gold reasoning), the same for every variant."""
-    pool = inputs["pretrain"]
+    """A fixed, seeded draw of `count` atomic pretraining items (gold reasoning), the same for every variant
+    (composite chains in the pretraining data are never replayed: the variants differ only in their own data)."""
+    pool = [q for q in inputs["pretrain"] if q.get("tier", "atomic") == "atomic"]
     if count <= 0 or not pool:
         return []
     rng = np.random.default_rng(seed + 7919)
@@ -165,8 +193,10 @@ def balanced_inputs(inputs: dict, profile: Profile) -> dict:
     is kept under "balance"."""
     t = profile.train
     rows, report = balance_survivors(inputs["survivors"], t.skill_target, t.skill_max_repeat, t.seed)
-    return {**inputs, "survivors": rows, "balance": {"skill_target": t.skill_target,
-                                                     "skill_max_repeat": t.skill_max_repeat, "skills": report}}
+    matched, _ = balance_survivors(inputs.get("matched", inputs["survivors"]), t.skill_target, t.skill_max_repeat,
+                                   t.seed)
+    return {**inputs, "survivors": rows, "matched": matched,
+            "balance": {"skill_target": t.skill_target, "skill_max_repeat": t.skill_max_repeat, "skills": report}}
 
 
 def build_training_set(variant: str, inputs: dict, run_dir: str | Path, replay: Sequence[SFTExample] = ()) -> TrainingSet:
@@ -206,9 +236,17 @@ def build_training_set(variant: str, inputs: dict, run_dir: str | Path, replay: 
         own = [SFTExample(q["audio_file"], item_prompt(q), q["thinking"], q["answer"]) for q in pool]
         sources = {"pretraining_items": len(own)}
         note = "" if own else f"{PRETRAIN} not found (only the miniature's base has pretraining data here)"
+    elif variant == "answer_only_matched":
+        matched = inputs.get("matched", inputs["survivors"])
+        # one per survivor: the same questions, weighted as in self_distill and gold_cot; the label, no reasoning
+        own = [SFTExample(_audio(run_dir, q), item_prompt(q), None, q["answer"])
+               for q in (qa_by_id.get(r["question_id"], r) for r in matched)]
+        sources = {"survivors": len(matched), "questions": len({r["question_id"] for r in matched})}
+        note = "" if own else "no trace survived the audit"
     elif variant == "gold_cot":
         own, no_gold = [], 0
-        for r in inputs["survivors"]:  # one per survivor: the same questions, weighted as in self_distill
+        matched = inputs.get("matched", inputs["survivors"])
+        for r in matched:  # one per survivor: the same questions, weighted as in self_distill
             q = qa_by_id.get(r["question_id"], r)
             if not q.get("listing") or not q.get("steps"):
                 no_gold += 1
@@ -216,7 +254,8 @@ def build_training_set(variant: str, inputs: dict, run_dir: str | Path, replay: 
             own.append(SFTExample(_audio(run_dir, q), item_prompt(q),
                                   reasoning_text(q["listing"], [tuple(s) for s in q["steps"]], q["answer"]),
                                   q["answer"]))
-        sources = {"survivors": len(inputs["survivors"]), "without_gold_reasoning": no_gold}
+        sources = {"survivors": len(matched), "questions": len({r["question_id"] for r in matched}),
+                   "without_gold_reasoning": no_gold}
         note = "" if own else "no survivors with gold reasoning (listing and steps)"
     else:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
@@ -338,22 +377,27 @@ def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] 
     run_dir = Path(run_dir)
     stage_dir = run_dir / STAGE
     names = variant_list(variants, profile)
-    inputs = load_inputs(run_dir)
+    rounds = max(1, profile.train.rounds)
+    inputs = load_inputs(run_dir, rounds=rounds)
     sets = build_training_sets(profile, run_dir, names, inputs=inputs)
     steps = planned_steps(profile, sets, inputs)
-    control_steps = steps * max(1, profile.train.rounds)
+    control_steps = steps * rounds
     base = base_model_path(profile, run_dir)
     threads = set_threads(profile.train.threads)
     results: dict[str, dict] = {}
+    # with R > 1 rounds the matched variants wait for the last round: its survivors are part of their data
+    wait = [name for name in names if name in MATCHED and rounds > 1 and "self_distill" in profile.train.variants]
     for name in names:
         tset = sets[name]
+        if name in wait:
+            continue
         if not tset.examples:
             results[name] = {"variant": name, "status": "skipped", "reason": tset.note, "steps": 0, "examples": 0}
             continue
         # with R rounds the final self-distilled model has had R x steps of fine-tuning: so have the controls
         variant_steps = steps if name == "self_distill" else control_steps
         results[name] = train_variant(profile, stage_dir / name, tset, variant_steps, base=base, progress=progress)
-    if later_rounds and profile.train.rounds > 1 and "self_distill" in names \
+    if later_rounds and rounds > 1 and "self_distill" in names \
             and results["self_distill"].get("status") == "trained":
         previous = results["self_distill"]
         for round_index in range(2, profile.train.rounds + 1):
@@ -364,6 +408,23 @@ def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] 
             results[round_name(round_index)] = previous
             if previous.get("status") != "trained":
                 break
+    rounds_done = "self_distill" in names or all(round_survivors_path(run_dir, r).exists()
+                                                 for r in range(2, rounds + 1))
+    if wait and later_rounds and rounds_done:
+        inputs = load_inputs(run_dir, rounds=rounds)  # now with every round's survivors
+        later = build_training_sets(profile, run_dir, wait, inputs=inputs)
+        sets.update(later)
+        for name, tset in later.items():
+            if not tset.examples:
+                results[name] = {"variant": name, "status": "skipped", "reason": tset.note, "steps": 0,
+                                 "examples": 0}
+                continue
+            results[name] = train_variant(profile, stage_dir / name, tset, control_steps, base=base,
+                                          progress=progress)
+    for name in wait:
+        results.setdefault(name, {"variant": name, "status": "waiting", "steps": 0, "examples": 0,
+                                  "reason": f"built from the survivors of all {rounds} rounds: trains after the "
+                                            "last round"})
     stats = {"steps": steps, "control_steps": control_steps, "base": str(base), "threads": threads, "variants": results,
              "training_sets": {name: s.summary() for name, s in sets.items()},
              "replay_atomic": profile.train.replay_atomic}
