@@ -49,7 +49,8 @@ import numpy as np
 from .config import Profile
 from .io import from_portable, portable, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from .layout import BASE as BASE_STAGE
-from .layout import COLLECT, FILES, QA, TRAIN, VARIANTS, base_model_path, in_run, path, require, round_name
+from .layout import (COLLECT, FILES, HEADLINE_MODEL, MATCHED, QA, TRAIN, VARIANTS, base_model_path, in_run, path,
+                     require, round_name)
 from .mmar import item_prompt
 from .models.audio import AudioCache
 from .env import set_threads
@@ -68,8 +69,7 @@ VARIANT_TEXT = {
 }
 SURVIVORS = FILES["survivors"].relative
 PRETRAIN = FILES["pretrain"].relative
-BALANCED = ("self_distill", "gold_cot", "answer_only_matched")  # built from the survivors, skill-balanced alike
-MATCHED = ("gold_cot", "answer_only_matched")  # built from the survivors of every round (matched_survivors)
+BALANCED = (HEADLINE_MODEL, *MATCHED)  # built from the survivors, skill-balanced alike
 
 
 @dataclass

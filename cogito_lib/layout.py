@@ -160,6 +160,8 @@ VARIANTS: tuple[str, ...] = ("self_distill", "answer_only", "answer_only_matched
                              "gold_cot")
 CONTROLS: tuple[str, ...] = (BASE_MODEL, "base_cont", "answer_only", "answer_only_matched", "gold_cot",
                              "no_audit")  # beside the headline
+# built from the survivors' questions (those of every round the final model trained on): reasoning or label, same questions
+MATCHED: tuple[str, ...] = ("gold_cot", "answer_only_matched")
 _ROUND = re.compile(rf"^{HEADLINE_MODEL}_round(\d+)$")
 
 
