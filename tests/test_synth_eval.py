@@ -94,7 +94,7 @@ def test_evaluation_of_the_base_is_cached_scored_and_submittable(trained, monkey
     expected = score_predictions(evaluation.benchmark.items, records)
     assert scores["accuracy"]["accuracy"] == expected["accuracy"]
     assert scores["accuracy"]["per_item"] == expected["per_item"]
-    assert scores["rubrics"]["num_items"] == 10 and set(scores["by_tier"]) <= {"atomic", "composite"}
+    assert scores["rubrics"]["num_items"] == 10 and set(scores["by_tier"]) <= {"atomic", "composite", "heldout"}
     assert validate_submission(evaluation.benchmark.items, stage / "submission-base.jsonl") == []
     assert json.loads((stage / "summary.json").read_text())["models"]["base"]["accuracy"] == expected["accuracy"]
     table = evaluation.table()
@@ -299,6 +299,9 @@ def _bars_run(run: Path, seed: int, rng, ids, tiers, lift: dict[str, float]) -> 
                      "tiers": {t: {"accuracy": 100 * np.mean([p[i] for i in ids if tiers[i] == t])}
                                for t in ("atomic", "composite", "heldout")},
                      "rubric_per_item": rubric[name], "rubrics": 100 * np.mean(list(rubric[name].values())),
+                     "chain_profile": {t: {"n": 100, "reasons": 0.0 if name.startswith("answer_only") else 100.0,
+                                           "lists": 90.0, "listing_right": 50.0, "gold_steps": 40.0 + seed,
+                                           "chain_right": 30.0, "correct": 40.0} for t in ("atomic", "heldout")},
                      "crs": 0.8 + (0.01 if name == "self_distill" else 0.0)} for name, p in per.items()}
     (run / layout.EVAL).mkdir(parents=True)
     (run / layout.EVAL / "summary.json").write_text(json.dumps(
@@ -326,6 +329,8 @@ def test_the_four_bars_are_judged_from_the_pooled_intervals(tmp_path):
     assert "| model | overall | atomic | composite | heldout | MMAR-Rubrics | CRS |" in markdown
     assert "| composite | composite-skill | 100 |" in markdown  # the per-skill view
     assert summary["skills"]["heldout-skill"]["tier"] == "heldout"
+    assert summary["chains"]["self_distill"]["heldout"]["gold_steps"] == pytest.approx(41.0)  # mean over seeds
+    assert "| answer_only | heldout | 0.0 | 90.0 | 50.0 | 41.0 | 30.0 | 40.0 |" in markdown
 
 
 def test_the_headline_reports_the_final_self_distillation_round(tmp_path):
@@ -368,3 +373,19 @@ def test_an_answer_without_a_think_block_is_scored_not_dropped(monkeypatch):
     records = generate_predictions(None, None, items, max_new_tokens=8, batch_size=2)
     assert records[0]["answer_prediction"] == "a sad organ tune" and not records[0]["parse_failed"]
     assert records[1]["answer_prediction"] == "" and records[1]["parse_failed"]  # unclosed: never invented
+
+
+def test_chain_profile_says_whether_a_model_reasons_and_chains_the_steps_a_question_needs():
+    item = {"id": "a", "tier": "heldout", "answer": "yes", "choices": ["yes", "no"], "listing": ["loud car horn"],
+            "steps": [["Loudest", "car horn"], ["Last", "car horn"], ["Same", "yes"]]}
+    right = "I hear: loud car horn\nLoudest: car horn\nLast: car horn\nSame: yes\nSo the answer is yes."
+    wrong_value = right.replace("Last: car horn", "Last: whistle")
+    other_chain = "I hear: loud car horn\nLoudest: car horn\nFirst: car horn\nSo the answer is yes."
+    records = {"right": right, "value": wrong_value, "chain": other_chain, "none": ""}
+    profiles = {name: ev.chain_profile([item], [{"id": "a", "thinking_prediction": text, "answer_prediction": "yes"}])
+                ["heldout"] for name, text in records.items()}
+    assert profiles["right"] == {"n": 1, "reasons": 100.0, "lists": 100.0, "listing_right": 100.0,
+                                 "gold_steps": 100.0, "chain_right": 100.0, "correct": 100.0}
+    assert profiles["value"]["gold_steps"] == 100.0 and profiles["value"]["chain_right"] == 0.0
+    assert profiles["chain"]["gold_steps"] == 0.0 and profiles["chain"]["lists"] == 100.0
+    assert profiles["none"]["reasons"] == 0.0 and profiles["none"]["correct"] == 100.0  # a label without reasoning

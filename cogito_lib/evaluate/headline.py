@@ -61,6 +61,7 @@ def summarise_seeds(run_dirs: Mapping[str, str | Path]) -> dict:
             if pooled:
                 e["pooled"] = pooled
     out["skills"] = skill_means(per_seed, models)
+    out["chains"] = chain_means(per_seed, models)
     model = headline_model(models)
     references = CONTROLS + ((HEADLINE_MODEL,) if model != HEADLINE_MODEL else ())
     out["comparisons"] = pooled_comparisons(per_seed, model, references)
@@ -81,6 +82,20 @@ def pooled_accuracy(per_seed: Mapping[str, Mapping], model: str, part: str, *, n
             return None
         values.append(np.asarray([per[i] for i in ids], dtype=float))
     return _pooled(values, list(per_seed), n_boot, seed) if values else None
+
+
+def chain_means(per_seed: Mapping[str, Mapping], models: Sequence[str]) -> dict:
+    """Each model's `chain_profile` per tier, the mean over the seeds that have it: {model: {tier: {key: percent}}}."""
+    out: dict[str, dict] = {}
+    for name in models:
+        profiles = [d["models"][name]["chain_profile"] for d in per_seed.values()
+                    if (d["models"].get(name) or {}).get("chain_profile")]
+        if not profiles:
+            continue
+        tiers = [t for t in TIERS if all(t in p for p in profiles)]
+        out[name] = {t: {k: float(np.mean([p[t][k] for p in profiles])) for k in profiles[0][t] if k != "n"}
+                     for t in tiers}
+    return out
 
 
 def skill_means(per_seed: Mapping[str, Mapping], models: Sequence[str]) -> dict:
@@ -258,6 +273,19 @@ def skills_table(summary: Mapping, models: Sequence[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def chains_table(summary: Mapping) -> str:
+    """How each model reasons per tier (means over seeds of `score.chain_profile`, percent of items)."""
+    chains = summary.get("chains") or {}
+    if not chains:
+        return ""
+    keys = ["reasons", "lists", "listing_right", "gold_steps", "chain_right", "correct"]
+    lines = ["| model | tier | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for name, tiers in chains.items():
+        for tier, row in tiers.items():
+            lines.append(f"| {name} | {tier} | " + " | ".join(f"{row[k]:.1f}" for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def verdicts_markdown(summary: Mapping) -> str:
     """The four bars, each stated as met or not met with its numbers."""
     verdicts = headline_verdicts(summary)
@@ -279,6 +307,10 @@ def seeds_markdown(summary: Mapping) -> str:
                   "over items within each seed), with each seed's own difference:", "", differences_table(summary)]
     if summary.get("skills"):
         lines += ["Accuracy per skill (mean over seeds):", "", skills_table(summary)]
+    if summary.get("chains"):
+        lines += ["How each model reasons, per tier (percent of items, mean over seeds): writes reasoning, lists the "
+                  "events, lists them right, states every step the reference chain needs, with the right values, "
+                  "answers right:", "", chains_table(summary)]
     lines += ["Each seed: accuracy [95% item interval] and the difference to the base:", "",
               "| model | part | accuracy mean +- std | per seed [95% item CI] | vs base mean +- std | vs base per seed [CI] |",
               "|---|---|---|---|---|---|"]
