@@ -245,10 +245,11 @@ def _mini() -> Profile:
         name="mini",
         description="laptop default: the whole miniature loop on a CPU in minutes",
         requires_gpu=False,
-        # three self-distillation rounds, each sampling with the previous round's model; every control trains
-        # as many steps as the three rounds together
+        # a base that already chains steps, imperfectly (a fifth of its pretraining questions are composite chains),
+        # sampled by the paper's stage 3 (no plan guidance); three self-distillation rounds, each sampling with the
+        # previous round's model; every control trains as many steps as the three rounds together
+        base=BaseConfig(chain_share=0.2),
         train=TrainConfig(rounds=3),
-        think=ThinkConfig(plan_samples=2),
     )
 
 
