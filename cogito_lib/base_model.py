@@ -27,7 +27,7 @@ from .config import ConfigError, Profile
 from .io import read_json, read_jsonl, write_json, write_jsonl
 from .judges import MetadataTraceJudge
 from .layout import BASE as STAGE
-from .layout import base_dir, base_fingerprint, path
+from .layout import base_dir, base_fingerprint, frontend_cache, path
 from .mmar import is_correct, item_prompt
 from .models.audio import AudioCache
 from .world.skills import SKILLS, questions_for_clip, skills_of
@@ -139,7 +139,11 @@ def pretrain_base(profile: Profile, run_dir: str | Path, *, progress: bool = Tru
     log_path.unlink(missing_ok=True)  # a killed run restarts its (short) training from scratch
     cfg = LoopConfig(steps=b.steps, batch_size=b.batch_size, learning_rate=b.learning_rate,
                      warmup_steps=b.warmup_steps, audio_lr_scale=b.audio_lr_scale, seed=b.world_seed)
-    logs = train_sft(model, processor, examples, cfg, audio=AudioCache(), log_path=log_path, progress=progress)
+    from .models.frontend import make_frontend
+
+    frontend = make_frontend(model, processor, frontend_cache(run_dir), training=True)
+    logs = train_sft(model, processor, examples, cfg, audio=AudioCache(), log_path=log_path, progress=progress,
+                     frontend=frontend)
     save_model(model, processor, model_dir / "model", merge=False)
     shutil.rmtree(init_dir)
     info = {
@@ -177,13 +181,16 @@ def check_set(profile: Profile, run_dir: str | Path, *, progress: bool = True) -
 
 def evaluate_skills(model, processor, questions: list[dict], *, num_samples: int, max_new_tokens: int,
                     temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 32, seed: int = 0,
-                    progress: bool = True) -> tuple[list[dict], dict]:
+                    progress: bool = True, cache_dir: str | Path | None = None) -> tuple[list[dict], dict]:
     """Greedy and K-sample answers (at the thinker's temperature) for every question; per-item rows and a
-    per-skill summary."""
+    per-skill summary. Clip features are computed once for both (`models.frontend`; on disk under `cache_dir`)."""
+    from .models.frontend import make_frontend
     from .models.generate import SamplingConfig, generate_reasoning
 
     judge = MetadataTraceJudge()
     audio = AudioCache()
+    frontend = make_frontend(model, processor, cache_dir)
+    options = {"frontend": frontend, "keys": [q["id"] for q in questions]} if frontend is not None else {}
     prompts_text = [item_prompt(q) for q in questions]
     from .models.generate import build_mmar_prompt
 
@@ -191,11 +198,12 @@ def evaluate_skills(model, processor, questions: list[dict], *, num_samples: int
     audios = [audio(q["audio_file"]) for q in questions]
     greedy = generate_reasoning(model, processor, prompts, audios,
                                 SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0),
-                                batch_size=batch_size, progress=progress)
+                                batch_size=batch_size, progress=progress, **options)
     sampled = generate_reasoning(model, processor, prompts, audios,
                                  SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                                 num_samples=num_samples, seed=seed),
-                                 batch_size=max(1, batch_size // num_samples), progress=progress)
+                                 batch_size=batch_size if frontend is not None else max(1, batch_size // num_samples),
+                                 progress=progress, **options)
     rows = []
     for q, prompt_text, g_row, s_row in zip(questions, prompts_text, greedy.outputs, sampled.outputs):
         def judged(out):

@@ -135,7 +135,8 @@ class ThinkConfig:
     # plan-guided samples per question (pipe/think.py; beyond the paper): the thinker's own listing, then the
     # annotator's step names one by one for it to fill in. 0 = the paper's stage 3 (question and choices only)
     plan_samples: int = 0
-    batch_size: int = 32  # prompts per generation batch
+    # samples decoded together (the K samples of several questions; the miniature's samples do not depend on it)
+    batch_size: int = 256
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,9 @@ class TrainConfig:
     checkpoint_every: int = 25  # steps between resumable checkpoints (0 = only at the end)
     merge: bool = True  # also save the base with the adapter merged in (what notebook 07 loads)
     threads: int = 0  # torch CPU threads per training process; 0 = all cores
-    parallel: int = 1  # variants trained at once as separate one-thread processes (1 = in-process, in turn)
+    # variants trained at once as separate one-thread processes (1 = in-process, in turn); self_distill's later
+    # rounds run in its own process, beside the controls (distill.launch_parallel)
+    parallel: int = 1
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,7 @@ class EvalConfig:
     num_items: int = 600  # MMAR-synth size
     seed: int = 7007  # world seed of the held-out benchmark split
     rubric_runs: int = 5  # rater runs; highest and lowest dropped
+    batch_size: int = 64  # items answered together (greedy, batched by prompt length)
 
 
 @dataclass(frozen=True)
@@ -249,7 +253,7 @@ def _mini() -> Profile:
         # sampled by the paper's stage 3 (no plan guidance); three self-distillation rounds, each sampling with the
         # previous round's model; every control trains as many steps as the three rounds together
         base=BaseConfig(chain_share=0.2),
-        train=TrainConfig(rounds=3),
+        train=TrainConfig(rounds=3, parallel=2),
     )
 
 
@@ -452,6 +456,13 @@ def load_profile(name: str, overrides: Mapping[str, Any] | None = None) -> Profi
         profile = replace(profile, **{section: replace(getattr(profile, section), **{attr: value})})
     _validate(profile)
     return profile
+
+
+def profile_overrides(profile: Profile) -> dict[str, Any]:
+    """The dotted keys whose values in `profile` differ from its named profile's (what `load_profile(name, ...)`
+    needs to rebuild it, e.g. in another process)."""
+    reference = _BUILDERS[profile.name]()
+    return {key: profile.get(key) for key in profile.keys() if profile.get(key) != reference.get(key)}
 
 
 def resolve_run_dir(profile: str | Profile, run_dir: str | os.PathLike | None = None) -> Path:

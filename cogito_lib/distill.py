@@ -49,7 +49,8 @@ import numpy as np
 from .config import Profile
 from .io import from_portable, portable, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from .layout import BASE as BASE_STAGE
-from .layout import (COLLECT, FILES, HEADLINE_MODEL, MATCHED, QA, TRAIN, VARIANTS, base_model_path, in_run, path,
+from .layout import (CACHE, COLLECT, FILES, HEADLINE_MODEL, MATCHED, QA, TRAIN, VARIANTS, base_model_path,
+                     frontend_cache, in_run, path,
                      require, round_name)
 from .mmar import item_prompt
 from .models.audio import AudioCache
@@ -318,6 +319,7 @@ def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, step
     interrupted one resumes from its last checkpoint. `run_dir` (default: two folders above `out_dir`, the usual
     `RUN_DIR/06-.../<variant>`) is what the inputs' paths are counted relative to."""
     from .models import load_model, save_model
+    from .models.frontend import make_frontend
 
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir is not None else out_dir.parent.parent
@@ -347,8 +349,10 @@ def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, step
                      warmup_steps=min(t.warmup_steps, max(0, steps - 1)), seed=t.seed)
     resumed = (out_dir / "checkpoint.pt").exists()
     started = time.perf_counter()
+    frontend = make_frontend(model, processor, frontend_cache(run_dir), training=True)
     logs = train_sft(model, processor, tset.examples, cfg, audio=AudioCache(), log_path=out_dir / "train_log.jsonl",
-                     progress=progress, checkpoint_dir=out_dir, checkpoint_every=t.checkpoint_every)
+                     progress=progress, checkpoint_dir=out_dir, checkpoint_every=t.checkpoint_every,
+                     frontend=frontend)
     base_in_run = portable(str(base), run_dir)
     summary = {"variant": tset.variant, "status": "trained", "fingerprint": key, "base": str(base),
                "base_in_run": base_in_run if base_in_run.startswith("<run>") else None, "steps": steps,
@@ -441,25 +445,45 @@ def load_logs(run_dir: str | Path, variants: Sequence[str] | None = None) -> dic
             if (stage_dir / name / "train_log.jsonl").exists()}
 
 
-def launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[str], *, processes: int = 2,
+def launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Sequence[str], *, processes: int = 2,
                     overrides: dict[str, Any] | None = None, log_dir: str | Path | None = None) -> dict[str, int]:
     """Train independent variants as separate processes with one torch thread each, `processes` at a time
-    (~1.3x the throughput of one process on 2 cores). Returns each variant's exit code."""
+    (~1.3x the throughput of one process on 2 cores). `self_distill` runs its later rounds (`train.rounds`) in its
+    own process, so the rounds' sampling and training overlap the controls' training; it starts first. With later
+    rounds, the matched controls (`layout.MATCHED`, built from every round's survivors) start once that process
+    has finished. Each process gets `profile` (every value that differs from its named profile, seeds included)
+    and `overrides`. Returns each variant's exit code; logs are in `log_dir` (default `RUN_DIR/06-.../logs/`)."""
     import json
+
+    from .config import load_profile, profile_overrides
 
     run_dir = Path(run_dir)
     log_dir = Path(log_dir or run_dir / STAGE / "logs")
     log_dir.mkdir(parents=True, exist_ok=True)
-    sets = [f"{k}={json.dumps(v)}" for k, v in (overrides or {}).items() if v is not None]
+    name_of = profile if isinstance(profile, str) else profile.name
+    values = {} if isinstance(profile, str) else profile_overrides(profile)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    sets = [f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in values.items()]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    pending, running, codes = list(variants), {}, {}
+    pending = sorted(dict.fromkeys(variants), key=lambda v: v != "self_distill")
+    rounds = values.get("train.rounds", (load_profile(profile) if isinstance(profile, str) else profile).train.rounds)
+    after_rounds = set(MATCHED) if rounds > 1 and "self_distill" in pending else set()
+    running, codes = {}, {}
     while pending or running:
-        while pending and len(running) < max(1, processes):
-            name = pending.pop(0)
-            cmd = [sys.executable, "-m", "cogito_lib.train", "--profile", profile_name, "--run-dir", str(run_dir),
-                   "--variant", name, "--threads", "1", "--no-progress", "--first-round-only"]
+        while len(running) < max(1, processes):
+            rounds_done = "self_distill" in codes
+            ready = [v for v in pending if v not in after_rounds or rounds_done]
+            if not ready:
+                break
+            name = ready[0]
+            pending.remove(name)
+            cmd = [sys.executable, "-m", "cogito_lib.train", "--profile", name_of, "--run-dir", str(run_dir),
+                   "--variant", name, "--threads", "1", "--no-progress"]
             for item in sets:
                 cmd += ["--set", item]
+            cmd += ["--set", "base.threads=1"]  # the rounds' sampling too: one thread per process
+            if name != "self_distill" and name not in after_rounds:
+                cmd.append("--first-round-only")
             out = open(log_dir / f"{name}.log", "w")
             running[name] = (subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env), out)
         for name, (proc, out) in list(running.items()):
@@ -472,7 +496,7 @@ def launch_parallel(profile_name: str, run_dir: str | Path, variants: Sequence[s
 
 
 # --------------------------------------------------------------------------------------------- later rounds
-ROUND_LINKED = (BASE_STAGE, COLLECT, QA)
+ROUND_LINKED = (BASE_STAGE, COLLECT, QA, CACHE)  # CACHE: the round's samples reuse the run's clip features
 ROUND_OWN = (FILES["cot"].stage, FILES["survivors"].stage)  # the stages a round redoes (04, 05)
 
 
@@ -482,6 +506,7 @@ def round_run_dir(run_dir: str | Path, round_index: int) -> Path:
     run_dir = Path(run_dir).resolve()
     shadow = run_dir / STAGE / f"round{round_index}" / "run"
     shadow.mkdir(parents=True, exist_ok=True)
+    (run_dir / CACHE).mkdir(exist_ok=True)
     for name in ROUND_LINKED:
         link = shadow / name
         target = Path(os.path.relpath(run_dir / name, shadow))

@@ -61,6 +61,8 @@ FILES: dict[str, StageFile] = {
     "train_stats": StageFile(TRAIN, "stats.json"),  # notebook 06: what every variant trained on, and how
 }
 STATS = "stats.json"  # every stage's summary, written last: its presence means the stage finished
+CACHE = "cache"  # caches any stage may fill and reuse; deleting the folder only costs recomputation
+FRONTEND_CACHE = f"{CACHE}/frontend"  # audio front-end features per clip (`models.frontend`)
 
 
 class MissingInput(FileNotFoundError):
@@ -80,6 +82,12 @@ def path(run_dir: str | Path, name: str) -> Path:
         return FILES[name].path(run_dir)
     except KeyError:
         raise ValueError(f"unknown run-dir file {name!r}; known: {', '.join(FILES)}") from None
+
+
+def frontend_cache(run_dir: str | Path) -> Path:
+    """`RUN_DIR/cache/frontend`: the audio front-end's features of every clip the run has encoded, one folder per
+    front-end (`models.frontend.FrontEnd`)."""
+    return Path(run_dir) / FRONTEND_CACHE
 
 
 def maker(stage: str) -> str:

@@ -92,3 +92,13 @@ def test_notebook_setup_keeps_profile_values_for_sentinels(tmp_path):
     assert stage_dir == tmp_path / "02-x" and stage_dir.is_dir()
     with pytest.raises(ConfigError, match="collect.workers must be"):
         setup_stage("tiny", str(tmp_path), "02-x", {"collect.workers": "two"})
+
+
+def test_profile_overrides_rebuild_the_profile_in_another_process():
+    from cogito_lib.config import profile_overrides
+
+    changed = load_profile("mini", {"train.seed": 10000, "base.world_seed": 11001, "train.variants": ["answer_only"]})
+    overrides = profile_overrides(changed)
+    assert overrides == {"train.seed": 10000, "base.world_seed": 11001, "train.variants": ("answer_only",)}
+    assert load_profile("mini", overrides) == changed
+    assert profile_overrides(load_profile("tiny")) == {}

@@ -221,9 +221,10 @@ def test_later_rounds_resample_audit_and_train_in_their_own_folders(tmp_path, mo
                                     "train.merge": False, "train.rounds": 3})
     real_backend, thinkers = think_module.thinker_backend, []
 
-    def backend(profile_, model_path):
+    def backend(profile_, model_path, run_dir=None):
         thinkers.append(Path(model_path))
-        return CannedThinker(model_path) if "round2" in str(model_path) else real_backend(profile_, model_path)
+        return CannedThinker(model_path) if "round2" in str(model_path) else real_backend(profile_, model_path,
+                                                                                         run_dir)
 
     monkeypatch.setattr(think_module, "thinker_backend", backend)
     stats = run_variants(profile, run_dir, "self_distill", progress=False)
@@ -239,7 +240,7 @@ def test_later_rounds_resample_audit_and_train_in_their_own_folders(tmp_path, mo
     full = stage / "round2" / "thinker"  # a full model folder is used as it is
     assert merged_thinker(profile, full, tmp_path / "unused")[0] == full and not (tmp_path / "unused").exists()
     shadow = stage / "round2" / "run"
-    for linked in (BASE_STAGE, "02-data-collection", "03-qa-construction"):
+    for linked in (BASE_STAGE, "02-data-collection", "03-qa-construction", "cache"):
         assert (shadow / linked).is_symlink() and not os.path.isabs(os.readlink(shadow / linked))
     for own in ("04-cot-generation", "05-quality-verification"):
         assert (shadow / own).is_dir() and not (shadow / own).is_symlink()
@@ -387,3 +388,28 @@ def test_cli_rejects_an_unknown_variant(run_dir):
     done = subprocess.run([sys.executable, "-m", "cogito_lib.train", "--profile", "tiny", "--run-dir", str(run_dir),
                            "--variant", "nonsense"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "invalid choice" in done.stderr
+
+
+def test_parallel_variants_get_the_whole_profile_and_self_distill_keeps_its_rounds(tmp_path, monkeypatch):
+    import cogito_lib.distill as distill
+
+    started = []
+
+    class Done:
+        returncode = 0
+
+        def __init__(self, cmd, **kwargs):
+            started.append(cmd)
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(distill.subprocess, "Popen", Done)
+    profile = load_profile("tiny", {"train.seed": 20000, "base.world_seed": 21001, "train.rounds": 2})
+    codes = distill.launch_parallel(profile, tmp_path, ["answer_only", "self_distill", "base_cont"], processes=2)
+    assert codes == {"self_distill": 0, "answer_only": 0, "base_cont": 0}
+    assert [cmd[cmd.index("--variant") + 1] for cmd in started] == ["self_distill", "answer_only", "base_cont"]
+    for cmd in started:
+        sets = {cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--set"}
+        assert {"train.seed=20000", "base.world_seed=21001", "train.rounds=2"} <= sets
+        assert ("--first-round-only" in cmd) == (cmd[cmd.index("--variant") + 1] != "self_distill")

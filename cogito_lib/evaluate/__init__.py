@@ -63,7 +63,7 @@ def evaluate(profile: Profile, run_dir: str | Path, *, models: Sequence[str] | N
     specs = discover_models(profile, run_dir, models)
     benchmark = load_benchmark(profile, run_dir, progress=progress)
     max_new_tokens = int(max_new_tokens or profile.think.max_new_tokens)
-    batch_size = int(batch_size or profile.think.batch_size)
+    batch_size = int(batch_size or profile.eval.batch_size)
     judge, judge_note = rubric_judge(profile, benchmark, stage_dir)
     predictions, scores, runs = {}, {}, {}
     for name, spec in specs.items():

@@ -10,7 +10,7 @@ from ..config import Profile
 from ..distill import recorded_base
 from ..io import JsonlJournal, portable, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from ..layout import BASE_MODEL as BASE
-from ..layout import TRAIN, VARIANTS, base_model_path
+from ..layout import TRAIN, VARIANTS, base_model_path, frontend_cache
 from .benchmark import Benchmark
 
 
@@ -73,8 +73,9 @@ def load_eval_model(spec: ModelSpec, profile: Profile):
 
 
 def generate_predictions(model, processor, items: Sequence[Mapping], *, max_new_tokens: int, batch_size: int,
-                         progress: bool = False) -> list[dict]:
-    """Greedy reasoning + answer for each item, as prediction records (challenge keys + parse status)."""
+                         progress: bool = False, frontend=None) -> list[dict]:
+    """Greedy reasoning + answer for each item, as prediction records (challenge keys + parse status).
+    `frontend` (`models.frontend.FrontEnd`) supplies cached clip features; one is made in memory when None."""
     from ..models.audio import AudioCache
     from ..models.generate import SamplingConfig, build_mmar_prompt, generate_reasoning
 
@@ -85,7 +86,8 @@ def generate_predictions(model, processor, items: Sequence[Mapping], *, max_new_
     # what it said, as MMAR scores any model; an unclosed or empty think block is still a parse failure.
     report = generate_reasoning(model, processor, prompts, audios,
                                 SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0),
-                                batch_size=batch_size, progress=progress, require_think=False)
+                                batch_size=batch_size, progress=progress, require_think=False,
+                                **({"frontend": frontend, "keys": [it["id"] for it in items]} if frontend else {}))
     return [{"id": it["id"], "thinking_prediction": row[0].thinking, "answer_prediction": row[0].answer_prediction,
              "parse_failed": bool(row[0].parse_failed), "parse_status": row[0].parse_status}
             for it, row in zip(items, report.outputs)]
@@ -115,13 +117,16 @@ def predict(spec: ModelSpec, benchmark: Benchmark, profile: Profile, stage_dir: 
     missing = [it for it in benchmark.items if it["id"] not in done]
     started = time.perf_counter()
     if missing:
+        from ..models.frontend import make_frontend
+
         model, processor = load_eval_model(spec, profile)
+        frontend = make_frontend(model, processor, frontend_cache(Path(stage_dir).parent))
         chunk = max(1, batch_size) * 4
         with JsonlJournal(path) as journal:
             for start in range(0, len(missing), chunk):
                 for record in generate_predictions(model, processor, missing[start:start + chunk],
                                                    max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                                   progress=progress):
+                                                   progress=progress, frontend=frontend):
                     journal.append(record)
                     done[record["id"]] = record
         del model

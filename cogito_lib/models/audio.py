@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .generate import load_audio
+from .encoding import load_audio
 
 
 class AudioCache:

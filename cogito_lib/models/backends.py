@@ -8,6 +8,7 @@ split into thinking and answer_prediction.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import http.client
 import io
@@ -48,6 +49,10 @@ class GenerationRequest:
     num_samples: int = 1
     seed: int = 0
     stop: tuple[str, ...] = ()  # end a sample at the first of these strings (it stays in the text)
+    # a script continuing the prompt (`models.decode.Segment`s: forced text, then sampled tokens up to a stop
+    # string, EOS or a budget); empty = one sampled part of `max_new_tokens`. The HF backend runs a script in one
+    # pass over the KV cache; other backends run it one segment per call (`generate_by_segments`)
+    segments: tuple = ()
 
     def has_audio(self) -> bool:
         return self.audio_path is not None or self.waveform is not None
@@ -104,25 +109,40 @@ def _render(messages_or_prompt: GenerationRequest, render: Callable[[list[dict]]
 
 # ----------------------------------------------------------------------------------------------- HF in-process
 class HFBackend:
-    """transformers in-process generation (the default; CPU or GPU), batched and left-padded."""
+    """transformers in-process generation (the default; CPU or GPU), batched and left-padded.
+
+    `batch_size` is the number of rows (samples) per batch. A model with a cacheable audio front-end (the
+    miniature; `models.frontend`) decodes with `models.decode`: clip features cached (in memory, and on disk under
+    `feature_cache` when given), each distinct prompt prefilled once for all its samples and scripts, each
+    sample's randomness keyed by (seed, request id, sample index)."""
 
     name = "hf"
+    scripts = True  # runs `segments` itself (`generate_scripts`)
 
-    def __init__(self, model, processor, batch_size: int = 8, progress: bool = False):
+    def __init__(self, model, processor, batch_size: int = 8, progress: bool = False,
+                 feature_cache: str | Path | None = None):
+        from .frontend import make_frontend
+
         self.model, self.processor = model, processor
         self.batch_size, self.progress = batch_size, progress
+        self.frontend = make_frontend(model, processor, feature_cache)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, batch_size: int = 8, **load_kwargs) -> "HFBackend":
+    def from_pretrained(cls, name_or_path: str, batch_size: int = 8, progress: bool = False,
+                        feature_cache: str | Path | None = None, **load_kwargs) -> "HFBackend":
         from .loading import load_model
 
         model, processor = load_model(name_or_path, **load_kwargs)
-        return cls(model, processor, batch_size=batch_size)
+        return cls(model, processor, batch_size=batch_size, progress=progress, feature_cache=feature_cache)
 
     def render(self, messages: list[dict]) -> str:
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        if self.frontend is not None and requests and all(r.has_audio() for r in requests):
+            return self._decode(requests)
+        if any(r.segments for r in requests):
+            return generate_by_segments(self, requests)
         # one generate_texts call per distinct sampling setting, results put back in request order
         groups: dict[SamplingConfig, list[int]] = {}
         for index, request in enumerate(requests):
@@ -131,11 +151,111 @@ class HFBackend:
         for sampling, indices in groups.items():
             prompts = [_render(requests[i], self.render) for i in indices]
             audios = [requests[i].audio() for i in indices]
-            texts = generate_texts(self.model, self.processor, prompts, audios, sampling, self.batch_size,
-                                   self.progress)
+            per_batch = max(1, self.batch_size // (1 if sampling.greedy else sampling.num_samples))
+            texts = generate_texts(self.model, self.processor, prompts, audios, sampling, per_batch,
+                                   self.progress, frontend=False)
             for i, samples in zip(indices, texts):
                 results[i] = GenerationResult(requests[i].request_id, samples, backend=self.name)
         return results  # type: ignore[return-value]
+
+    def _decode(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        from .decode import Row, Segment, decode
+        from .generate import _eos_ids
+
+        features = self.frontend.features([r.audio() for r in requests], progress=self.progress)
+        prompts, prompt_features, prompt_of, seen = [], [], [], {}
+        for request, feature in zip(requests, features):
+            text = _render(request, self.render)
+            key = (text, id(feature))  # one prefill per distinct prompt and clip
+            if key not in seen:
+                seen[key] = len(prompts)
+                prompts.append(text)
+                prompt_features.append(feature)
+            prompt_of.append(seen[key])
+        groups: dict[tuple[float, float], list[int]] = {}
+        for index, request in enumerate(requests):
+            temperature = max(request.temperature, 0.0)
+            groups.setdefault((temperature, request.top_p if temperature > 0 else 1.0), []).append(index)
+        eos = _eos_ids(self.model, self.processor.tokenizer)
+        texts: dict[int, list[str]] = {}
+        for (temperature, top_p), indices in groups.items():
+            rows, owners = [], []
+            for i in indices:
+                request = requests[i]
+                if len(request.stop) > 1:
+                    raise ValueError(f"request {request.request_id}: one stop string per sample with a cached "
+                                     "front-end (use segments for more)")
+                script = tuple(request.segments) or (
+                    Segment("", request.max_new_tokens, request.stop[0] if request.stop else None),)
+                k = 1 if temperature <= 0 else request.num_samples
+                for s in range(k):
+                    rows.append(Row(prompt_of[i], f"{request.seed}|{request.request_id}|{s}", script))
+                    owners.append(i)
+            out = decode(self.model, self.processor, self.frontend, prompts, prompt_features, rows,
+                         temperature=temperature, top_p=top_p, eos_ids=eos, max_rows=self.batch_size,
+                         progress=self.progress)
+            for i, text in zip(owners, out):
+                texts.setdefault(i, []).append(text)
+        results = []
+        for i, request in enumerate(requests):
+            samples = texts[i]
+            if len(samples) < request.num_samples:  # greedy: one decode, repeated
+                samples = samples * request.num_samples
+            results.append(GenerationResult(request.request_id, samples, backend=self.name))
+        return results
+
+
+def generate_scripts(backend, requests: list[GenerationRequest]) -> list[GenerationResult]:
+    """Requests with scripts (`segments`) through any backend: in one pass where the backend runs scripts itself
+    (`backend.scripts`, the HF backend), else one segment per call (`generate_by_segments`)."""
+    if getattr(backend, "scripts", False):
+        return backend.generate(requests)
+    return generate_by_segments(backend, requests)
+
+
+def generate_by_segments(backend, requests: list[GenerationRequest]) -> list[GenerationResult]:
+    """Requests with a script (`segments`), one segment per `backend.generate` call: the text so far is appended
+    to the rendered prompt, then the segment's forced text; the p-th segment that samples uses seed `seed + p`.
+    One sample per scripted request. Requests without a script are passed through in the first call."""
+    from .decode import Segment
+
+    texts = {i: "" for i, r in enumerate(requests) if r.segments}
+    plain = [i for i, r in enumerate(requests) if not r.segments]
+    results: list[GenerationResult | None] = [None] * len(requests)
+    if plain:
+        for i, result in zip(plain, backend.generate([requests[i] for i in plain])):
+            results[i] = result
+    for i in texts:
+        if requests[i].num_samples != 1:
+            raise ValueError(f"request {requests[i].request_id}: a script runs one sample at a time here")
+    prompts = {i: _render(requests[i], backend.render) for i in texts}
+    for phase in range(max((len(requests[i].segments) for i in texts), default=0)):
+        active = [i for i in texts if phase < len(requests[i].segments)]
+        calls = []
+        for i in active:
+            segment: Segment = requests[i].segments[phase]
+            texts[i] += segment.text
+            if segment.max_new_tokens > 0:
+                calls.append(i)
+        if not calls:
+            continue
+        phase_requests = []
+        for i in calls:
+            request, segment = requests[i], requests[i].segments[phase]
+            phase_requests.append(dataclasses.replace(
+                request, request_id=f"{request.request_id}/{phase}", messages=None, prompt=prompts[i] + texts[i],
+                max_new_tokens=segment.max_new_tokens, num_samples=1,
+                seed=request.seed + sum(s.max_new_tokens > 0 for s in request.segments[:phase]),
+                stop=(segment.stop,) if segment.stop else (), segments=()))
+        for i, result in zip(calls, backend.generate(phase_requests)):
+            segment = requests[i].segments[phase]
+            piece = result.texts[0]
+            if segment.stop and (segment.close or segment.stop in piece):
+                piece = piece.split(segment.stop, 1)[0] + segment.stop
+            texts[i] += piece
+    for i, text in texts.items():
+        results[i] = GenerationResult(requests[i].request_id, [text], backend=getattr(backend, "name", ""))
+    return results  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------------------------- vLLM
@@ -204,6 +324,8 @@ class VLLMBackend:
         self.llm, self.render, self.sampling_params_cls = llm, render, sampling_params_cls
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        if any(r.segments for r in requests):
+            return generate_by_segments(self, requests)
         prompts, params = [], []
         for request in requests:
             prompt, kwargs = request_to_vllm(request, self.render)

@@ -1,8 +1,10 @@
 """Reasoning generation shared by the thinker (stage 3), the MMAR evaluation and the notebooks.
 
 - prompts: (audio, question, choices) in MMAR's text format through the family's chat template;
-- `encode_batch`: a fast batched encoder that gives the same ids and features as the family's processor;
-- `generate_texts` / `generate_reasoning`: batched, left-padded generation, greedy or K samples per prompt;
+- `encode_batch` (from `encoding`): a fast batched encoder that gives the same ids and features as the family's
+  processor;
+- `generate_texts` / `generate_reasoning`: batched, left-padded generation, greedy or K samples per prompt (with a
+  cached audio front-end through `decode`);
 - `split_thinking`: thinking / answer_prediction split at the LAST `</think>`; never invents an answer;
 - `build_training_text` / `encode_training_batch`: the full chat text with `<think>reasoning</think>answer` built
   explicitly (some Qwen3-Omni templates drop assistant reasoning) and labels on assistant tokens only.
@@ -17,10 +19,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .families import ModelFamily, get_family
-
-SAMPLE_RATE = 16_000
-IGNORE_INDEX = -100
+from .encoding import (IGNORE_INDEX, SAMPLE_RATE, _audio_features, _feature_kwargs, encode_batch,  # noqa: F401
+                       load_audio, num_audio_tokens, processor_family)
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 # parse statuses of split_thinking
@@ -31,26 +31,6 @@ PARSE_NO_THINK = "no_think"  # no tags at all
 
 
 # ----------------------------------------------------------------------------------------------- audio and prompts
-def load_audio(audio: str | Path | np.ndarray | Sequence[float], sample_rate: int = SAMPLE_RATE,
-               source_rate: int | None = None) -> np.ndarray:
-    """A mono float32 waveform at `sample_rate` from a file path or an array (resampled if `source_rate` differs)."""
-    if isinstance(audio, (str, Path)):
-        import soundfile as sf
-
-        data, source_rate = sf.read(str(audio), dtype="float32", always_2d=True)
-        waveform = data.mean(axis=1)
-    else:
-        waveform = np.asarray(audio, dtype=np.float32)
-        if waveform.ndim > 1:
-            waveform = waveform.mean(axis=0 if waveform.shape[0] < waveform.shape[-1] else 1)
-    if source_rate and source_rate != sample_rate:
-        import torch
-        import torchaudio.functional as AF
-
-        waveform = AF.resample(torch.from_numpy(waveform), source_rate, sample_rate).numpy()
-    return np.ascontiguousarray(waveform, dtype=np.float32)
-
-
 def format_mmar_question(question: str, choices: Sequence[str]) -> str:
     """MMAR's text prompt (question, the instruction, the choices) from `cogito_lib.mmar.format_prompt`."""
     try:
@@ -87,111 +67,6 @@ def build_mmar_prompt(processor, question: str, choices: Sequence[str], with_aud
                       system: str | None = None) -> str:
     """The generation prompt for an MMAR item (question + choices in MMAR's format)."""
     return build_prompt(processor, format_mmar_question(question, choices), with_audio, system)
-
-
-# ----------------------------------------------------------------------------------------------- fast batched encoder
-def processor_family(processor) -> ModelFamily:
-    name = type(processor).__name__
-    for key in ("qwen2_audio", "qwen2_5_omni", "qwen3_omni"):
-        if get_family(key).processor_class == name:
-            return get_family(key)
-    raise ValueError(f"no model family uses processor class {name}")
-
-
-def _feature_kwargs(family: ModelFamily) -> dict:
-    # the exact audio kwargs each processor passes to its WhisperFeatureExtractor
-    if family.key == "qwen3_omni":
-        return dict(padding=True, truncation=False)
-    return dict(padding="max_length", truncation=True)
-
-
-def num_audio_tokens(family: ModelFamily, feature_lengths: np.ndarray) -> np.ndarray:
-    """Audio placeholder tokens per clip from its number of real mel frames (the processor's formula)."""
-    lengths = np.asarray(feature_lengths, dtype=np.int64)
-    if family.key == "qwen3_omni":
-        chunk = 100  # Qwen3OmniMoeProcessor.n_window * 2
-        rest = lengths % chunk
-        feat = (rest - 1) // 2 + 1
-        return ((feat - 1) // 2 + 1 - 1) // 2 + 1 + (lengths // chunk) * 13
-    return (((lengths - 1) // 2 + 1) - 2) // 2 + 1
-
-
-def _audio_features(processor, family: ModelFamily, waveforms: list[np.ndarray]) -> dict:
-    fe = processor.feature_extractor
-    feats = fe(waveforms, sampling_rate=fe.sampling_rate, return_attention_mask=True, return_tensors="pt",
-               **_feature_kwargs(family))
-    mask = feats.pop("attention_mask")
-    return {"input_features": feats["input_features"], "feature_attention_mask": mask}
-
-
-def encode_batch(processor, texts: Sequence[str], audios: Sequence[np.ndarray | None] | None = None,
-                 targets: Sequence[str] | None = None, padding_side: str = "left") -> dict:
-    """Tokenize `texts` (chat-template strings with one audio placeholder per clip) and extract audio features,
-    in one batched pass, giving the same `input_ids`/`input_features` as the family's processor.
-
-    With `targets`, each target (assistant text) is appended to its text and `labels` hold its tokens only
-    (everything else is -100). Returns a dict of tensors ready for `model(**batch)` / `model.generate(**batch)`.
-    """
-    import torch
-
-    family = processor_family(processor)
-    tokenizer = processor.tokenizer
-    audio_token = family.audio_token
-    audio_id = tokenizer.convert_tokens_to_ids(audio_token)
-    audios = list(audios) if audios is not None else [None] * len(texts)
-    if len(audios) != len(texts):
-        raise ValueError(f"{len(texts)} texts but {len(audios)} audios")
-    waveforms = [load_audio(a) for a in audios if a is not None]
-    features = _audio_features(processor, family, waveforms) if waveforms else {}
-    counts = num_audio_tokens(family, features["feature_attention_mask"].sum(-1).numpy()) if waveforms else []
-
-    # split every text at its audio placeholders; tokenize all pieces in one call
-    pieces: list[str] = []
-    layout: list[tuple[int, int]] = []
-    for i, text in enumerate(texts):
-        expected = 1 if audios[i] is not None else 0
-        found = text.count(audio_token)
-        if found != expected:
-            raise ValueError(f"text {i} has {found} {audio_token} placeholders but {expected} audio clip(s)")
-        parts = text.split(audio_token)
-        if targets is not None:
-            parts[-1] = parts[-1] + targets[i]
-        layout.append((len(pieces), len(parts)))
-        pieces.extend(parts)
-    encoded = tokenizer(pieces, add_special_tokens=False, return_offsets_mapping=targets is not None)
-
-    rows, label_rows = [], []
-    clip = 0
-    for i, (start, n) in enumerate(layout):
-        ids: list[int] = []
-        for j in range(n):
-            if j > 0:
-                ids.extend([audio_id] * int(counts[clip]))
-                clip += 1
-            piece_ids = encoded["input_ids"][start + j]
-            if targets is not None and j == n - 1:
-                boundary = len(pieces[start + j]) - len(targets[i])
-                offsets = encoded["offset_mapping"][start + j]
-                first = next((k for k, (_, end) in enumerate(offsets) if end > boundary), len(piece_ids))
-                label_rows.append([IGNORE_INDEX] * (len(ids) + first) + list(piece_ids[first:]))
-            ids.extend(piece_ids)
-        rows.append(ids)
-
-    width = max(len(r) for r in rows)
-    pad_id = tokenizer.pad_token_id
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long) if targets is not None else None
-    for i, ids in enumerate(rows):
-        sl = slice(width - len(ids), width) if padding_side == "left" else slice(0, len(ids))
-        input_ids[i, sl] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[i, sl] = 1
-        if labels is not None:
-            labels[i, sl] = torch.tensor(label_rows[i], dtype=torch.long)
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask, **features}
-    if labels is not None:
-        batch["labels"] = labels
-    return batch
 
 
 def processor_encode(processor, texts: Sequence[str], audios: Sequence[np.ndarray] | None = None) -> dict:
@@ -275,14 +150,30 @@ def _eos_ids(model, tokenizer) -> list[int]:
 
 def generate_texts(model, processor, prompts: Sequence[str], audios: Sequence[Any] | None = None,
                    sampling: SamplingConfig = SamplingConfig(), batch_size: int = 8, progress: bool = False,
+                   *, keys: Sequence[str] | None = None, frontend: Any = None, sort_by_length: bool = True,
                    ) -> list[list[str]]:
-    """Generate for each prompt (`num_samples` texts each), in left-padded batches. Returns texts per prompt."""
+    """Generate for each prompt (`num_samples` texts each), in left-padded batches of `batch_size` prompts.
+    Returns texts per prompt.
+
+    A model with a cacheable audio front-end (the miniature's Qwen2-Audio; `models.frontend`) decodes with
+    `models.decode`: features from `frontend` (one is made, memory only, when None), each prompt prefilled once
+    for its K samples, batches of `batch_size` x K rows (by prompt length when `sort_by_length`), finished rows
+    dropped. Each sample's randomness is keyed by (`sampling.seed`, its prompt's key in `keys` (default: its
+    index), its sample index), not by its batch. Other models (or `frontend=False`) use transformers' `generate`,
+    seeded per batch."""
     import torch
 
     tokenizer = processor.tokenizer
     audios = list(audios) if audios is not None else [None] * len(prompts)
     eos = _eos_ids(model, tokenizer)
     k = sampling.num_samples
+    if frontend is not False and audios and all(a is not None for a in audios):
+        from .frontend import make_frontend
+
+        frontend = frontend if frontend is not None else make_frontend(model, processor)
+        if frontend is not None:
+            return _decode_texts(model, processor, frontend, prompts, audios, sampling, batch_size, progress, eos,
+                                 keys, sort_by_length)
     gen_kwargs: dict[str, Any] = dict(max_new_tokens=sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                       eos_token_id=eos)
     if sampling.greedy:
@@ -316,6 +207,24 @@ def generate_texts(model, processor, prompts: Sequence[str], audios: Sequence[An
             chunk = texts[i * per_row:(i + 1) * per_row]
             results.append(chunk * k if sampling.greedy else chunk)
     return results
+
+
+def _decode_texts(model, processor, frontend, prompts, audios, sampling: SamplingConfig, batch_size: int,
+                  progress: bool, eos: list[int], keys, sort_by_length: bool) -> list[list[str]]:
+    from .decode import Row, Segment, decode
+
+    if sampling.stop and len(sampling.stop) > 1:
+        raise ValueError("decoding with a cached front-end takes one stop string per sample")
+    features = frontend.features([load_audio(a) for a in audios], progress=progress)
+    k = 1 if sampling.greedy else sampling.num_samples
+    keys = [str(key) for key in keys] if keys is not None else [str(i) for i in range(len(prompts))]
+    script = (Segment("", sampling.max_new_tokens, sampling.stop[0] if sampling.stop else None),)
+    rows = [Row(i, f"{sampling.seed}|{keys[i]}|{s}", script) for i in range(len(prompts)) for s in range(k)]
+    texts = decode(model, processor, frontend, prompts, features, rows, temperature=sampling.temperature,
+                   top_p=sampling.top_p, eos_ids=eos, max_rows=max(1, batch_size) * k,
+                   sort_by_length=sort_by_length, progress=progress)
+    per_prompt = [texts[i * k:(i + 1) * k] for i in range(len(prompts))]
+    return [chunk * sampling.num_samples if sampling.greedy else chunk for chunk in per_prompt]
 
 
 @dataclass
@@ -369,10 +278,11 @@ def split_outputs(texts: list[list[str]], require_think: bool = True) -> Generat
 
 def generate_reasoning(model, processor, prompts: Sequence[str], audios: Sequence[Any] | None = None,
                        sampling: SamplingConfig = SamplingConfig(), batch_size: int = 8, progress: bool = False,
-                       require_think: bool = True) -> GenerationReport:
-    """Generate, then split each output into thinking and answer_prediction; parse failures are counted."""
+                       require_think: bool = True, **decode_options: Any) -> GenerationReport:
+    """Generate, then split each output into thinking and answer_prediction; parse failures are counted.
+    `decode_options` (keys, frontend, sort_by_length) go to `generate_texts`."""
     started = time.perf_counter()
-    texts = generate_texts(model, processor, prompts, audios, sampling, batch_size, progress)
+    texts = generate_texts(model, processor, prompts, audios, sampling, batch_size, progress, **decode_options)
     report = split_outputs(texts, require_think=require_think)
     report.seconds = time.perf_counter() - started
     return report
@@ -413,10 +323,11 @@ def build_training_text(processor, prompt_text: str, reasoning: str | None, answ
 
 
 def encode_training_batch(processor, examples: Sequence[TrainingText], audios: Sequence[Any] | None = None,
-                          padding_side: str = "right") -> dict:
-    """Encode training sequences with labels on assistant tokens only (padding right by default)."""
+                          padding_side: str = "right", features: Sequence[Any] | None = None) -> dict:
+    """Encode training sequences with labels on assistant tokens only (padding right by default); with
+    `features` (cached front-end output per clip) instead of `audios`, token ids only (see `encode_batch`)."""
     return encode_batch(processor, [e.prompt for e in examples], audios, targets=[e.target for e in examples],
-                        padding_side=padding_side)
+                        padding_side=padding_side, features=features)
 
 
 def reasoning_token_span(tokenizer, input_ids: Iterable[int], reasoning: str) -> tuple[int, int] | None:

@@ -25,13 +25,13 @@ from collections import Counter
 from pathlib import Path
 
 from ..config import Profile, resolve_run_dir
-from ..layout import COT, base_model_path, require
+from ..layout import COT, base_model_path, frontend_cache, require
 from ..io import JsonlJournal, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from ..mmar import is_correct
 from ..world.skills import CONCLUSION_PREFIX, LISTING_PREFIX
 
 STAGE = COT
-CHUNK_QUESTIONS = 64  # questions per journalled chunk (the unit of resumption)
+CHUNK_QUESTIONS = 128  # questions per journalled chunk (the unit of resumption)
 PLAN_STEP_TOKENS = 48  # most new tokens for one planned step's value (a step ends at its newline)
 
 
@@ -54,36 +54,41 @@ def listing_head(text: str) -> str | None:
     return None
 
 
+def plan_scripts(question: dict, text: str, *, max_new_tokens: int) -> tuple | None:
+    """The script of one plan-guided sample grown from a plain sample `text` of `question` (None when the sample
+    has no listing or the question no plan): the sample's opening, then each step's name for the thinker to fill
+    in (one line, at most PLAN_STEP_TOKENS tokens), then the conclusion's prefix and the rest of the answer."""
+    from ..models.decode import Segment
+
+    plan = question_plan(question)
+    head = listing_head(text) if plan else None
+    if head is None:
+        return None
+    return ((Segment(head),) + tuple(Segment(f"{step}:", PLAN_STEP_TOKENS, stop="\n", close=True) for step in plan)
+            + (Segment(CONCLUSION_PREFIX.rstrip(), max_new_tokens),))
+
+
 def plan_guided(backend, questions: list[dict], results: list, waveforms: list, *, prompts: list[str],
                 num: int, temperature: float, top_p: float, max_new_tokens: int, seed: int) -> list[list[dict]]:
     """Plan-guided samples for each question (see the module's doc): per question, a list of
-    `{"source": i, "text": ..., "plan": [...]}` grown from its first `num` samples' listings."""
-    from ..models.backends import GenerationRequest
+    `{"source": i, "text": ..., "plan": [...]}` grown from its first `num` samples' listings. Each is one
+    scripted request (`GenerationRequest.segments`)."""
+    from ..models.backends import GenerationRequest, generate_scripts
 
-    jobs = []
+    jobs, requests = [], []
     for n, (question, result) in enumerate(zip(questions, results)):
-        plan = question_plan(question)
-        for source, text in enumerate(result.texts[:num] if plan else ()):
-            head = listing_head(text)
-            if head is not None:
-                jobs.append({"question": n, "source": source, "text": head, "plan": plan})
-    for phase in range(max((len(job["plan"]) for job in jobs), default=-1) + 1):
-        active = [job for job in jobs if phase <= len(job["plan"])]
-        requests = []
-        for k, job in enumerate(active):
-            step = phase < len(job["plan"])
-            job["text"] += f"{job['plan'][phase]}:" if step else CONCLUSION_PREFIX.rstrip()
+        for source, text in enumerate(result.texts[:num]):
+            script = plan_scripts(question, text, max_new_tokens=max_new_tokens)
+            if script is None:
+                continue
+            jobs.append({"question": n, "source": source, "plan": question_plan(question)})
             requests.append(GenerationRequest(
-                request_id=f"plan-{k}", prompt=prompts[job["question"]] + job["text"],
-                waveform=waveforms[job["question"]], temperature=temperature, top_p=top_p, num_samples=1,
-                max_new_tokens=PLAN_STEP_TOKENS if step else max_new_tokens, seed=seed + phase,
-                stop=("\n",) if step else ()))
-        for job, result in zip(active, backend.generate(requests)):
-            piece = result.texts[0]
-            job["text"] += piece.split("\n", 1)[0] + "\n" if phase < len(job["plan"]) else piece
+                request_id=f"{question['id']}/plan{source}", prompt=prompts[n], waveform=waveforms[n],
+                temperature=temperature, top_p=top_p, num_samples=1, max_new_tokens=max_new_tokens, seed=seed,
+                segments=script))
     guided: list[list[dict]] = [[] for _ in questions]
-    for job in jobs:
-        guided[job["question"]].append({k: job[k] for k in ("source", "text", "plan")})
+    for job, result in zip(jobs, generate_scripts(backend, requests) if requests else []):
+        guided[job["question"]].append({"source": job["source"], "text": result.texts[0], "plan": job["plan"]})
     return guided
 
 
@@ -166,7 +171,7 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
     try:
         for index in iterator:
             if backend is None:
-                backend = thinker_backend(profile, model_path)
+                backend = thinker_backend(profile, model_path, run_dir)
             chunk = chunks[index]
             requests = [GenerationRequest(
                 request_id=q["id"], messages=build_messages(format_mmar_question(*thinker_prompt_fields(q))),
@@ -233,13 +238,14 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
     return stats
 
 
-def thinker_backend(profile: Profile, model_path: str):
-    """The thinker's generation backend: in-process transformers (`hf`, the miniature) or vLLM (`paper`)."""
+def thinker_backend(profile: Profile, model_path: str, run_dir: str | Path | None = None):
+    """The thinker's generation backend: in-process transformers (`hf`, the miniature; `think.batch_size` samples
+    per batch, clip features cached under the run dir's `layout.frontend_cache`) or vLLM (`paper`)."""
     from ..models.backends import make_backend
 
-    batch = max(1, profile.think.batch_size // profile.think.num_samples)
     if profile.models.backend == "hf":
-        return make_backend("hf", model_path, batch_size=batch, device=profile.models.device)
+        return make_backend("hf", model_path, batch_size=profile.think.batch_size, device=profile.models.device,
+                            feature_cache=frontend_cache(run_dir) if run_dir is not None else None)
     if profile.models.backend == "vllm":
         return make_backend("vllm", model_path)
     raise ValueError(f"models.backend {profile.models.backend!r} cannot run the thinker: the thinker is the base "

@@ -116,6 +116,18 @@ def load_checkpoint(path: str | Path, model, optimizer) -> int:
     return int(state["step"])
 
 
+def _embeds_train(model) -> bool:
+    """Whether the token embedding or the audio projector has trainable weights."""
+    from ..models.frontend import core_model
+
+    core = core_model(model)
+    parts = [core.get_input_embeddings()]
+    projector = getattr(getattr(core, "model", None), "multi_modal_projector", None)
+    if projector is not None:
+        parts.append(projector)
+    return any(p.requires_grad for part in parts for p in part.parameters())
+
+
 def _distributed():
     """An `accelerate.Accelerator` when this process is one of several (accelerate launch / torchrun), else None."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -128,14 +140,18 @@ def _distributed():
 
 def train_sft(model, processor, examples: Sequence[SFTExample], cfg: LoopConfig, *, audio: AudioCache,
               log_path: str | Path | None = None, progress: bool = True, checkpoint_dir: str | Path | None = None,
-              checkpoint_every: int = 0, accelerator: Any = None) -> list[dict]:
+              checkpoint_every: int = 0, accelerator: Any = None, frontend: Any = None) -> list[dict]:
     """Train `model` in place on `examples`; return (and journal to `log_path`) one log row per step:
     step, loss, lr, tokens (supervised), tokens_per_s, seconds.
 
     With `checkpoint_dir`, the trainable weights and optimizer are saved there atomically every
     `checkpoint_every` steps (and at the end); a later call with the same arguments resumes from that
     checkpoint, and the log keeps each step exactly once. Under `accelerate launch` (or with `accelerator`) the
-    batch of every step is split across the ranks and the gradients averaged."""
+    batch of every step is split across the ranks and the gradients averaged.
+
+    With `frontend` (`models.frontend.FrontEnd`, for a frozen audio tower) every clip is encoded once, before the
+    first step, and each step feeds the model `inputs_embeds` built from the cached features: the same numbers as
+    the model's own audio path, without rerunning the tower on every batch."""
     import torch
 
     from ..models.generate import build_training_text, encode_training_batch
@@ -145,8 +161,15 @@ def train_sft(model, processor, examples: Sequence[SFTExample], cfg: LoopConfig,
     accelerator = accelerator if accelerator is not None else _distributed()
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     is_main = rank == 0
+    if frontend is not None and accelerator is not None and _embeds_train(model):
+        frontend = None  # embeddings built outside the wrapped forward would not have their gradients averaged
     torch.manual_seed(cfg.seed)
     texts = [build_training_text(processor, e.prompt_text, e.reasoning, e.answer) for e in examples]
+    features = None
+    if frontend is not None:
+        paths = list(dict.fromkeys(e.audio_path for e in examples))
+        by_path = dict(zip(paths, frontend.features([audio(p) for p in paths], progress=progress and is_main)))
+        features = [by_path[e.audio_path] for e in examples]
     groups = _param_groups(model, cfg)
     optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     batches = batch_order(len(examples), cfg.steps, cfg.batch_size, cfg.seed)
@@ -179,9 +202,15 @@ def train_sft(model, processor, examples: Sequence[SFTExample], cfg: LoopConfig,
         for step in steps:
             started = time.perf_counter()
             idx = batches[step][rank::world] if world > 1 else batches[step]
-            batch = encode_training_batch(processor, [texts[i] for i in idx],
-                                          [audio(examples[i].audio_path) for i in idx])
-            batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
+            if features is not None:
+                chosen = [features[i] for i in idx]
+                batch = encode_training_batch(processor, [texts[i] for i in idx], features=chosen)
+                batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
+                batch["inputs_embeds"] = frontend.embed(model, batch.pop("input_ids"), chosen)
+            else:
+                batch = encode_training_batch(processor, [texts[i] for i in idx],
+                                              [audio(examples[i].audio_path) for i in idx])
+                batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
             lr = lr_at(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
