@@ -12,7 +12,7 @@ SYSTEM_PACKAGES := espeak-ng
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cogito-installed
 
-.PHONY: reproduce headline test test-unit test-notebooks lab plan venv system-deps clean distclean help
+.PHONY: reproduce headline test test-unit test-notebooks lab plan venv system-deps check-envs clean distclean help
 .DEFAULT_GOAL := help
 
 help:
@@ -21,6 +21,7 @@ help:
 	@echo "make test            unit tests + notebooks under the tiny profile"
 	@echo "make plan [PROFILE=paper]   what would run and what is missing, without running"
 	@echo "make lab             JupyterLab on the kit's kernel ('cogito')"
+	@echo "make check-envs      do the engine locks envs/*/requirements.txt still resolve? (network, several GB of downloads)"
 	@echo "make clean           remove runs/ and caches (keeps .venv);  make distclean also removes .venv"
 
 # System packages: the world speaks through a real TTS engine.
@@ -71,6 +72,11 @@ test-notebooks: venv
 
 lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --MappingKernelManager.default_kernel_name=cogito
+
+# The engines (vLLM, ms-swift, LLaMA-Factory) live in their own pinned venvs (envs/README.md). This only checks that
+# each lock still resolves, in a throwaway venv; it needs network and no .venv, so `make test` never runs it.
+check-envs:
+	scripts/check_envs.sh
 
 clean:
 	rm -rf runs .pytest_cache

@@ -27,7 +27,7 @@ from .config import ConfigError, Profile
 from .io import read_json, read_jsonl, write_json, write_jsonl
 from .judges import MetadataTraceJudge
 from .layout import BASE as STAGE
-from .layout import base_dir, base_fingerprint, frontend_cache, path
+from .layout import base_dir, base_fingerprint, frontend_cache, path, writes_stage
 from .mmar import is_correct, item_prompt
 from .models.audio import AudioCache
 from .world.skills import SKILLS, questions_for_clip, skills_of
@@ -94,6 +94,7 @@ def pretraining_questions(profile: Profile, clips: list[dict], world_dir: Path) 
     return atomic + chains
 
 
+@writes_stage(STAGE)
 def pretrain_base(profile: Profile, run_dir: str | Path, *, progress: bool = True) -> dict:
     """Pretrain (or reuse the cached) miniature base. Returns its info dict (model path, sizes, loss summary)."""
     from .models import build_tiny_model, count_parameters, load_model, save_model

@@ -183,6 +183,15 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class LLMRequestConfig:
+    """Requests to an OpenAI-compatible endpoint (`models.backend = "openai"`: the annotator, the trace judge)."""
+
+    timeout_s: float = 30.0  # seconds to wait for one reply before the try counts as failed
+    retries: int = 2  # further tries of a failed request (timeout, 429, 5xx), with exponential backoff
+    backoff_max_s: float = 8.0  # longest wait between two tries (a server's Retry-After is honoured up to this)
+
+
+@dataclass(frozen=True)
 class DatasetRoots:
     """Local roots of the paper's datasets (None = not configured); filled from COGITO_*_ROOT env vars."""
 
@@ -215,6 +224,7 @@ class Profile:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     datasets: DatasetRoots = field(default_factory=DatasetRoots)
+    llm: LLMRequestConfig = field(default_factory=LLMRequestConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -288,7 +298,7 @@ def _paper() -> Profile:
 
 
 _BUILDERS = {"tiny": _tiny, "mini": _mini, "paper": _paper}
-_SECTIONS = ("world", "collect", "models", "base", "annotate", "think", "train", "eval", "datasets")
+_SECTIONS = ("world", "collect", "models", "base", "annotate", "think", "train", "eval", "datasets", "llm")
 # Values a field may take when it is a choice, checked on load and on override.
 CHOICES: dict[str, tuple[str, ...]] = {
     "collect.source": ("world", "datasets"),
@@ -427,6 +437,8 @@ def _validate(profile: Profile) -> None:
     if not 0.0 <= b.chain_share < 1.0:
         raise ConfigError(f"base.chain_share = {b.chain_share}: the share of composite chains among the pretraining "
                           "questions must be >= 0 and < 1 (0 = atomic skills only)")
+    if not profile.llm.timeout_s > 0 or profile.llm.retries < 0 or profile.llm.backoff_max_s < 0:
+        raise ConfigError("llm.timeout_s must be > 0 seconds, llm.retries >= 0 and llm.backoff_max_s >= 0 seconds")
     if profile.train.skill_target < 0:
         raise ConfigError("train.skill_target must be >= 0 (traces per skill in self_distill and gold_cot; 0 = off, "
                           "every survivor once)")

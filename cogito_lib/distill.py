@@ -50,8 +50,7 @@ from .config import Profile
 from .io import from_portable, portable, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from .layout import BASE as BASE_STAGE
 from .layout import (CACHE, COLLECT, FILES, HEADLINE_MODEL, MATCHED, QA, TRAIN, VARIANTS, base_model_path,
-                     frontend_cache, in_run, path,
-                     require, round_name)
+                     frontend_cache, in_run, path, require, round_name, stage_lock, writes_stage)
 from .mmar import item_prompt
 from .models.audio import AudioCache
 from .env import set_threads
@@ -370,6 +369,7 @@ def train_variant(profile: Profile, out_dir: str | Path, tset: TrainingSet, step
     return summary
 
 
+@writes_stage(STAGE)
 def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] | str | None = None, *,
                  later_rounds: bool = True, progress: bool = True) -> dict:
     """Build and train every requested variant (in turn, in this process) with equal compute; variants without
@@ -452,7 +452,15 @@ def launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Seque
     own process, so the rounds' sampling and training overlap the controls' training; it starts first. With later
     rounds, the matched controls (`layout.MATCHED`, built from every round's survivors) start once that process
     has finished. Each process gets `profile` (every value that differs from its named profile, seeds included)
-    and `overrides`. Returns each variant's exit code; logs are in `log_dir` (default `RUN_DIR/06-.../logs/`)."""
+    and `overrides`. Returns each variant's exit code; logs are in `log_dir` (default `RUN_DIR/06-.../logs/`).
+    The worker processes write 06 under this process's lock (no other writer meanwhile)."""
+    with stage_lock(run_dir, STAGE, share=True):
+        return _launch_parallel(profile, run_dir, variants, processes=processes, overrides=overrides,
+                                log_dir=log_dir)
+
+
+def _launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Sequence[str], *, processes: int,
+                     overrides: dict[str, Any] | None, log_dir: str | Path | None) -> dict[str, int]:
     import json
 
     from .config import load_profile, profile_overrides

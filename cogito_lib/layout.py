@@ -10,12 +10,14 @@ controls the headline model stands beside, and the folder of each later self-dis
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import inspect
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from .io import read_json, stable_id
+from .io import exclusive, read_json, stable_id
 
 # ------------------------------------------------------------------------------------------------ stage folders
 SETUP = "00-setup-and-tour"
@@ -69,6 +71,11 @@ class MissingInput(FileNotFoundError):
     """A stage's input is not in the run dir; the message names it and what makes it."""
 
 
+class StageFailed(RuntimeError):
+    """A stage produced nothing it could publish (e.g. every model request failed); the message summarises why and
+    says what to do. What it finished is kept for the rerun."""
+
+
 def stage_dir(run_dir: str | Path, stage: str) -> Path:
     """`RUN_DIR/<stage>` for a known stage folder name."""
     if stage not in STAGES:
@@ -102,6 +109,39 @@ def require(run_dir: str | Path, name: str) -> Path:
     if not found.is_file():
         raise MissingInput(f"{found} not found: run {maker(FILES[name].stage)} first")
     return found
+
+
+# ------------------------------------------------------------------------------------------------ one writer
+LOCKS = ".locks"  # RUN_DIR/.locks/<stage>.lock: who writes a stage folder now (pid, host, since, command)
+
+
+def lock_path(run_dir: str | Path, stage: str) -> Path:
+    """The lock file of stage folder `stage` (or of a folder inside it: its first part counts) in `run_dir`."""
+    return Path(run_dir) / LOCKS / f"{Path(stage).parts[0]}.lock"
+
+
+def stage_lock(run_dir: str | Path, stage: str, *, wait: bool | None = None, share: bool = False):
+    """A context manager: this process is the one writer of `RUN_DIR/<stage>` (`cogito_lib.io.exclusive`); another
+    writer gets LockHeld naming the holder (or waits: `wait=True`, `--wait`, COGITO_LOCK_WAIT=1)."""
+    stage = Path(stage).parts[0]
+    return exclusive(lock_path(run_dir, stage), f"{Path(run_dir) / stage}", wait=wait, share=share)
+
+
+def writes_stage(stage: str | Callable[[dict], str]) -> Callable:
+    """Decorate a stage function whose arguments include `run_dir`: it runs holding `stage_lock(run_dir, stage)`.
+    `stage` is a folder name, or a function of the call's bound arguments that returns one."""
+    def decorate(function: Callable) -> Callable:
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            name = stage(bound.arguments) if callable(stage) else stage
+            with stage_lock(bound.arguments["run_dir"], name):
+                return function(*args, **kwargs)
+        return locked
+    return decorate
 
 
 # ------------------------------------------------------------------------------------------------ the base model
@@ -147,17 +187,20 @@ def base_model_path(profile: Any, run_dir: str | Path) -> str:
                            f"'{profile.name}' first{hint}")
     recorded = Path(read_json(info_path)["model_dir"])
     here = info_path.parent / recorded.name  # the model sits beside base.json, wherever the run dir now is
-    return str(here if here.is_dir() else recorded)
+    if not here.is_dir():  # never the recorded absolute path: it may be another run dir's model
+        raise MissingInput(f"{here} not found ({info_path} names it): this run dir's base model is missing; "
+                           f"delete {info_path.parent} and run notebook 01 ({BASE}) again")
+    return str(here)
 
 
 def in_run(path: str, run_dir: str | Path) -> str:
-    """An absolute path recorded inside a stage folder (`.../01-base-model/x.wav`), found in `run_dir` when the run
-    dir has moved since it was written; otherwise `path` as it is."""
+    """An absolute path recorded inside a stage folder (`.../01-base-model/x.wav`), as the same file in `run_dir`
+    (the run dir may have moved or been copied since it was written), whether or not it exists there: a file
+    missing from this run dir is an error naming it, never another run dir's copy. Other paths as they are."""
     parts = Path(path).parts
-    for i, part in enumerate(parts):
-        if re.fullmatch(r"\d\d-[a-z0-9-]+", part):
-            here = Path(run_dir).joinpath(*parts[i:])
-            return str(here) if here.exists() else path
+    for i in reversed(range(len(parts))):  # the innermost stage folder (a round's run dir sits inside 06)
+        if parts[i] in STAGES:
+            return str(Path(run_dir).joinpath(*parts[i:]))
     return path
 
 

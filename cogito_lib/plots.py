@@ -66,12 +66,21 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
     return figure, figure.add_subplot()
 
 
-def _finish(figure: Figure, save_as: str | Path | None) -> Figure:
+def _finish(figure: Figure, save_as: str | Path | None, dpi: int = DPI) -> Figure:
     if save_as is not None:
-        save_as = Path(save_as)
-        save_as.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(save_as, dpi=DPI, format="png")
+        save_figure(figure, save_as, dpi=dpi)
     return figure
+
+
+def save_figure(figure: Figure, path: str | Path, *, dpi: int = DPI) -> Path:
+    """Write `figure` as a PNG atomically (a killed writer never leaves half an image under the final name)."""
+    import io
+
+    from cogito_lib.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=dpi, format="png")
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _label_bars(ax: Axes, count_axis: str) -> None:
@@ -317,10 +326,7 @@ def plot_training_curves(logs: dict[str, list[dict]], save_as: str | Path | None
     loss_ax.set(title="training loss (assistant tokens)", ylabel="cross-entropy")
     lr_ax.set(title="learning rate", ylabel="lr")
     speed_ax.set(title="throughput", ylabel="supervised tokens / s")
-    if save_as is not None:
-        Path(save_as).parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(save_as, dpi=110)
-    return figure
+    return _finish(figure, save_as, dpi=110)
 
 
 def plot_heatmaps(evaluation, save_as: str | Path | None = None):

@@ -7,13 +7,17 @@
 Each notebook gets `PROFILE` and `RUN_DIR` injected, is executed on the `cogito` kernel, and its executed copy
 lands in the run dir beside the stage folders. Wall times and each notebook's recorded metrics are merged into
 `RUN_DIR/metrics.json`. On failure the runner stops, names the notebook and the failing cell, and exits 1;
-everything earlier notebooks wrote stays in place.
+everything earlier notebooks wrote stays in place. For the whole run it is the one writer of the selected stages'
+folders (their notebooks' kernels write under its lock); a second runner or stage command on them stops with one
+line naming it, or waits with `--wait`.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -21,9 +25,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .checks import KERNEL_NAME, check_prerequisites
-from .config import PROFILES, REPO_ROOT, ConfigError, load_profile, resolve_run_dir
+from .config import PROFILES, REPO_ROOT, load_profile, resolve_run_dir
 from .metrics import merge_run_metrics
-from .io import write_json
+from .io import DEBUG_HELP, LOCK_WAIT_ENV, cli_main, write_json
+from .layout import STAGES, stage_lock
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -117,6 +122,17 @@ def run_notebook(notebook: Path, run_dir: Path, parameters: dict, *, kernel: str
     return NotebookResult(notebook.stem, wall_s, output)
 
 
+def hold_stages(run_dir: Path, notebooks: Sequence[Path]) -> contextlib.ExitStack:
+    """Hold the lock of every selected notebook's stage folder for the whole run, shared with the kernels that run
+    them; LockHeld (naming the holder) when another process writes one of them."""
+    stack = contextlib.ExitStack()
+    with stack:
+        for notebook in notebooks:
+            if notebook.stem in STAGES:
+                stack.enter_context(stage_lock(run_dir, notebook.stem, share=True))
+        return stack.pop_all()
+
+
 def run(profile_name: str, run_dir: str | Path | None = None, only: Sequence[str] | None = None,
         params: dict | None = None, *, kernel: str = KERNEL_NAME, progress: bool = True,
         notebook_dir: Path = NOTEBOOK_DIR) -> list[NotebookResult]:
@@ -129,17 +145,18 @@ def run(profile_name: str, run_dir: str | Path | None = None, only: Sequence[str
         if not any(key in parameter_names(nb) for nb in notebooks):
             raise RunError(f"--param {key}: no selected notebook has a parameter named {key}")
     run_path.mkdir(parents=True, exist_ok=True)
-    write_json(run_path / "profile.json", profile.to_dict())
-    results = []
-    total = len(notebooks)
-    for number, notebook in enumerate(notebooks, start=1):
-        names = parameter_names(notebook)
-        injected = {"PROFILE": profile.name, "RUN_DIR": str(run_path)}
-        injected.update({k: v for k, v in params.items() if k in names})
-        print(f"[{number}/{total}] {notebook.name} (profile {profile.name}) ...", flush=True)
-        result = run_notebook(notebook, run_path, injected, kernel=kernel, progress=progress)
-        print(f"[{number}/{total}] {notebook.name} done in {result.wall_s:.1f} s -> {result.output}", flush=True)
-        results.append(result)
+    with hold_stages(run_path, notebooks):  # one writer of these stages (and their executed notebooks)
+        write_json(run_path / "profile.json", profile.to_dict())
+        results = []
+        total = len(notebooks)
+        for number, notebook in enumerate(notebooks, start=1):
+            names = parameter_names(notebook)
+            injected = {"PROFILE": profile.name, "RUN_DIR": str(run_path)}
+            injected.update({k: v for k, v in params.items() if k in names})
+            print(f"[{number}/{total}] {notebook.name} (profile {profile.name}) ...", flush=True)
+            result = run_notebook(notebook, run_path, injected, kernel=kernel, progress=progress)
+            print(f"[{number}/{total}] {notebook.name} done in {result.wall_s:.1f} s -> {result.output}", flush=True)
+            results.append(result)
     merge_run_metrics(run_path, "run", "last", {
         "profile": profile.name, "notebooks": [r.stage for r in results],
         "wall_s": round(sum(r.wall_s for r in results), 2)})
@@ -176,17 +193,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plan", action="store_true", help="print what would run and check prerequisites")
     parser.add_argument("--kernel", default=KERNEL_NAME, help="Jupyter kernel (default cogito)")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    parser.add_argument("--wait", action="store_true",
+                        help="wait while another process writes a selected stage of the run dir (default: stop)")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
-    try:
-        if args.plan:
-            return 0 if plan(args.profile, args.run_dir, args.only) else 1
-        params = dict(parse_param(p) for p in args.param)
-        start = time.perf_counter()
-        results = run(args.profile, args.run_dir, args.only, params, kernel=args.kernel,
-                      progress=not args.no_progress and sys.stderr.isatty())
-    except (ConfigError, RunError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if args.wait:
+        os.environ[LOCK_WAIT_ENV] = "1"
+    return cli_main(lambda: _main(args), debug=args.debug)
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.plan:
+        return 0 if plan(args.profile, args.run_dir, args.only) else 1
+    params = dict(parse_param(p) for p in args.param)
+    start = time.perf_counter()
+    results = run(args.profile, args.run_dir, args.only, params, kernel=args.kernel,
+                  progress=not args.no_progress and sys.stderr.isatty())
     print(f"{len(results)} notebook(s) in {time.perf_counter() - start:.1f} s; metrics in "
           f"{resolve_run_dir(args.profile, args.run_dir) / 'metrics.json'}")
     return 0

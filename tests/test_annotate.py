@@ -15,6 +15,7 @@ from cogito_lib.world import skills
 from cogito_lib.config import ConfigError, load_profile, resolve_data_path
 from cogito_lib.io import read_json, read_jsonl
 from cogito_lib.mmar.rule import CATEGORIES, MODALITIES
+from cogito_lib.layout import StageFailed
 from cogito_lib.pipe import annotate as A
 from cogito_lib.world import collect
 
@@ -376,8 +377,8 @@ def test_llm_backend_failure_is_transient(run_dir):
             raise ConnectionError("endpoint unreachable")
 
     seeds = A.load_seed_pool(resolve_data_path(TINY.annotate.seed_pool))
-    stats = A.annotate(TINY, run_dir, annotator=A.LLMAnnotator(Down(), seeds, seed=11), progress=False)
-    assert stats["rejections_by_reason"] == {"backend_error": 14} and stats["num_questions"] == 0
+    with pytest.raises(StageFailed, match="every annotator request failed.*backend_error 14"):  # not a silent 0
+        A.annotate(TINY, run_dir, annotator=A.LLMAnnotator(Down(), seeds, seed=11), progress=False)
     assert read_jsonl(_stage(run_dir) / A.JOURNAL) == []  # nothing journalled: the next run asks again
     up = FakeBackend(lambda clip_id: _reply(_q()))
     again = A.annotate(TINY, run_dir, annotator=A.LLMAnnotator(up, seeds, seed=11), progress=False)

@@ -134,7 +134,10 @@ def test_bad_rows_are_reported_by_line_and_missing_audio_by_id(mmar_dir):
     meta.write_text("\n".join(lines) + "\n")
     (mmar_dir / rows[7]["audio_path"]).unlink()      # m08's audio is gone
 
-    load = load_meta(meta)
+    with pytest.raises(MetaError) as err:  # bad rows stop the load unless excluded explicitly
+        load_meta(meta)
+    assert "8 bad row(s), first line 2" in str(err.value) and "--exclude-bad-rows" in str(err.value)
+    load = load_meta(meta, exclude_bad_rows=True)
     by_line = {p.line: p for p in load.problems if p.line is not None}
     assert sorted(by_line) == [2, 3, 4, 5, 6, 7, 9, 10]
     assert "not one of the choices" in by_line[2].message
@@ -152,7 +155,7 @@ def test_bad_rows_are_reported_by_line_and_missing_audio_by_id(mmar_dir):
     assert "line 2" in str(by_line[2]) and rows[1]["id"] in str(by_line[2])
 
     with pytest.raises(MetaError) as err:
-        load_meta(meta, strict=True)
+        load_meta(meta, strict=True, exclude_bad_rows=True)
     text = str(err.value)
     assert "9 problem(s)" in text and "line 9" in text and rows[7]["id"] in text
 
@@ -172,8 +175,10 @@ def test_rubric_fields_are_optional_in_plain_mmar(tmp_path):
     meta = tmp_path / "plain.jsonl"
     meta.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert load_meta(meta, check_audio=False).ok
-    problems = load_meta(meta, check_audio=False, require_rubrics=True).problems
-    assert len(problems) == 8 and "missing key 'thinking'" in problems[0].message
+    with pytest.raises(MetaError, match="8 bad row") as err:
+        load_meta(meta, check_audio=False, require_rubrics=True)
+    problems = str(err.value).splitlines()[1:]
+    assert len(problems) == 8 and "missing key 'thinking'" in problems[0]
 
 
 # --- scoring and the CLI ----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from ..config import Profile
 from ..io import write_json
 from ..judges import JudgeUnavailable, describe, make_judge
 from ..layout import EVAL as STAGE
-from ..layout import headline_model
+from ..layout import headline_model, writes_stage
 from .benchmark import Benchmark, BenchmarkMissing, check_benchmark, load_benchmark, mmar_missing_message
 from .headline import (chains_table, differences_table, headline_table, headline_verdicts, pooled_comparisons,
                        seeds_markdown, skills_table, summarise_seeds, verdicts_markdown)
@@ -51,6 +51,7 @@ def rubric_judge(profile: Profile, benchmark: Benchmark, stage_dir: str | Path):
     return judge, describe(judge)
 
 
+@writes_stage(STAGE)
 def evaluate(profile: Profile, run_dir: str | Path, *, models: Sequence[str] | None = None,
              max_new_tokens: int | None = None, batch_size: int | None = None, n_boot: int = 2000,
              progress: bool = True) -> Evaluation:

@@ -39,7 +39,8 @@ def make_judge(profile, role: str, *, run_dir: str | Path | None = None, cache_d
 
         kind, model = profile.models.backend, profile.models.judge
         if kind == "openai":
-            backend = make_backend("openai", model, cache_dir=cache_dir)
+            backend = make_backend("openai", model, cache_dir=cache_dir, timeout=profile.llm.timeout_s,
+                                   max_retries=profile.llm.retries, backoff_max=profile.llm.backoff_max_s)
         elif kind == "hf":
             backend = make_backend("hf", model, device=profile.models.device, dtype=profile.models.dtype)
         else:

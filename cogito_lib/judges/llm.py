@@ -161,7 +161,8 @@ class LLMTraceJudge:
                      if audio_path else text)
         messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}]
         return GenerationRequest(request_id=request_id, messages=messages, audio_path=audio_path,
-                                 max_new_tokens=self.max_new_tokens, temperature=0.0, num_samples=1, seed=0)
+                                 max_new_tokens=self.max_new_tokens, temperature=0.0, num_samples=1, seed=0,
+                                 accept=parse_judge_output)  # a reply without a verdict is never cached
 
     def verify_batch(self, items: Sequence[Mapping]) -> list[Verdict | JudgeOutputError]:
         """One verdict (or JudgeOutputError) per item {id, question, thinking, answer_prediction, clip}."""

@@ -18,6 +18,10 @@ CLI:
     python -m cogito_lib.mmar score --meta META.jsonl --predictions PRED.jsonl --out scores.json
     python -m cogito_lib.mmar validate-submission --meta META.jsonl --predictions PRED.jsonl
     python -m cogito_lib.mmar rubrics --meta META.jsonl --predictions PRED.jsonl --out rubrics.json [--cache-dir D]
+
+A bad meta row stops every command (`--exclude-bad-rows` scores without the bad rows and lists them); a repeated
+prediction id stops `score` and `rubrics` (`--duplicates first|last` chooses which counts); every error is one
+line naming the file and line (`--debug` shows the traceback).
 """
 from __future__ import annotations
 

@@ -1,12 +1,18 @@
-"""Loader and validator for the official MMAR-meta.jsonl (and MMAR-synth, same format)."""
+"""Loader and validator for the official MMAR-meta.jsonl (and MMAR-synth, same format).
+
+A bad meta is rejected, never silently shrunk: a row that is not JSON, lacks a field, names an unknown modality or
+category, gives an answer that is not among its choices or repeats an id stops the load with one `MetaError`
+listing every such row, as does an empty meta. `exclude_bad_rows=True` (the command line's `--exclude-bad-rows`)
+is the explicit way to score without them: the rows are left out and listed in `MetaLoad.excluded`.
+"""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .jsonl import parse_line, read_text, scan_jsonl
 from .rule import CATEGORIES, MODALITIES, RUBRIC_SIZE
 
 # key -> allowed types (None means JSON null is allowed)
@@ -37,10 +43,24 @@ class MetaProblem:
 
 @dataclass
 class MetaLoad:
-    """What `load_meta` found: the valid items (rows with a schema problem are left out) and every problem."""
+    """What `load_meta` found: the valid items and every problem (bad rows are there only when they were excluded
+    on request; otherwise they stop the load). `excluded` lists the rows left out."""
     items: list[dict]
     problems: list[MetaProblem] = field(default_factory=list)
     path: str = ""
+
+    @property
+    def excluded(self) -> list[MetaProblem]:
+        """The rows left out of `items` (with `exclude_bad_rows=True`), one problem each."""
+        return [p for p in self.problems if p.kind != "missing_audio"]
+
+    def excluded_summary(self) -> str:
+        """'excluded 2 bad row(s) of <meta>: line 3 id=x: ...; ...' (empty when nothing was excluded)."""
+        rows = self.excluded
+        if not rows:
+            return ""
+        listing = "; ".join(str(p) for p in rows[:10]) + (f"; ... and {len(rows) - 10} more" if len(rows) > 10 else "")
+        return f"excluded {len(rows)} bad row(s) of {self.path} from the denominator: {listing}"
 
     @property
     def ok(self) -> bool:
@@ -120,32 +140,32 @@ def resolve_audio(item: Mapping, audio_root: str | os.PathLike) -> Path:
 
 
 def load_meta(meta_path: str | os.PathLike, audio_root: str | os.PathLike | None = None, check_audio: bool = True,
-              *, strict: bool = False, require_rubrics: bool = False) -> MetaLoad:
-    """Load and validate an MMAR-meta.jsonl (or a JSON list); report bad rows by line and missing audio by id.
+              *, strict: bool = False, require_rubrics: bool = False, exclude_bad_rows: bool = False) -> MetaLoad:
+    """Load and validate an MMAR-meta.jsonl (or a JSON list); bad rows by line, missing audio by id.
 
     `audio_root` defaults to the meta file's folder (the official layout: MMAR-meta.jsonl beside audio/).
-    Valid rows get `audio_file` (resolved path). Rows with schema problems are left out of `items`; rows whose
-    audio is missing stay in (text scoring still works) but are reported. `strict=True` raises one `MetaError`
-    listing every problem instead of returning them."""
+    Valid rows get `audio_file` (resolved path). A bad row (not JSON, a schema problem, a duplicate id) raises one
+    `MetaError` listing every bad row, unless `exclude_bad_rows=True`: then those rows are left out and listed in
+    `excluded`. A meta with no items is always an error. Rows whose audio is missing stay in (text scoring still
+    works) and are reported in `problems`; `strict=True` raises on those too."""
     meta_path = Path(meta_path)
     if not meta_path.exists():
         raise FileNotFoundError(f"{meta_path} not found: download MMAR-meta.jsonl from ddlBoJack/MMAR "
                                 f"(or build MMAR-synth first)")
     audio_root = Path(audio_root) if audio_root is not None else meta_path.parent
-    text = meta_path.read_text(encoding="utf-8")
     rows: list[tuple[int | None, Any]] = []
     problems: list[MetaProblem] = []
     if meta_path.suffix == ".json":
-        data = json.loads(text)
+        data, problem = parse_line(read_text(meta_path, what="meta file"))
+        if problem:
+            raise MetaError(f"{meta_path}: {problem}: fix the file")
         rows = [(None, row) for row in (data if isinstance(data, list) else [data])]
     else:
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((number, json.loads(line)))
-            except json.JSONDecodeError as err:
-                problems.append(MetaProblem("json", f"not valid JSON ({err.msg})", line=number))
+        for number, row, problem in scan_jsonl(meta_path, what="meta file"):
+            if problem:
+                problems.append(MetaProblem("json", problem, line=number))
+            else:
+                rows.append((number, row))
     items: list[dict] = []
     seen: dict[str, int | None] = {}
     for number, row in rows:
@@ -161,8 +181,21 @@ def load_meta(meta_path: str | os.PathLike, audio_root: str | os.PathLike | None
         seen[row_id] = number
         item = dict(row)
         item["audio_file"] = str(resolve_audio(row, audio_root))
-        if check_audio and not Path(item["audio_file"]).is_file():
-            problems.append(MetaProblem("missing_audio", f"audio file not found: {item['audio_file']}", id=row_id))
         items.append(item)
+    problems.sort(key=lambda p: p.line or 0)
     result = MetaLoad(items=items, problems=problems, path=str(meta_path))
+    if result.excluded and not exclude_bad_rows:
+        bad = result.excluded
+        listing = "".join(f"\n  {p}" for p in bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
+        raise MetaError(f"{meta_path}: {len(bad)} bad row(s), first {bad[0]}: fix them, or exclude them explicitly "
+                        f"(exclude_bad_rows=True, --exclude-bad-rows) to score the other {len(items)} items"
+                        + (listing if len(bad) > 1 else ""))
+    if not items:
+        raise MetaError(f"{meta_path}: no valid items" + (f" ({len(problems)} bad row(s))" if problems else
+                                                           " (the file is empty)") + ": nothing to score")
+    if check_audio:
+        for item in items:
+            if not Path(item["audio_file"]).is_file():
+                problems.append(MetaProblem("missing_audio", f"audio file not found: {item['audio_file']}",
+                                            id=item["id"]))
     return result.raise_if_problems() if strict else result

@@ -25,13 +25,13 @@ def _run_total(scores: Sequence[Any], rubric: Sequence[Mapping]) -> float:
 
 
 def score_rubrics(items: Sequence[Mapping], predictions: Iterable[Mapping] | Mapping[str, Mapping], judge: Any,
-                  runs: int = 5, *, progress: bool = False) -> dict:
+                  runs: int = 5, *, progress: bool = False, duplicates: str = "error") -> dict:
     """MMAR-Rubrics: a wrong answer scores 0 with no judge call; a correct one is judged `runs` times against
     the reference `thinking`, each run's total = mean of its 0/1 rubric scores, the highest and lowest runs
     dropped and the middle averaged. Returns `rubrics` (x100 over evaluated items), `crs` (0..1 over correct
     items) and per-item details. A judge failure (any exception) leaves the item unevaluated and listed in
     `judge_failure_ids` (as the official script does: rerun to complete, the cache makes that cheap)."""
-    index, _ = index_predictions(predictions)
+    index, _ = index_predictions(predictions, duplicates)
     lacking = [it["id"] for it in items if not isinstance(it.get("rubric"), list)]
     if lacking:
         raise ValueError(f"{len(lacking)} item(s) have no 'rubric' (e.g. {lacking[:3]}): "

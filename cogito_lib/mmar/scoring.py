@@ -1,46 +1,65 @@
 """Accuracy by the official rule over a meta file, with breakdowns by modality, layer and sub-category."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
+from .jsonl import JsonlError, scan_jsonl
 from .rule import LAYERS, MODALITIES, is_correct, normalise_category
 
+DUPLICATE_POLICIES = ("error", "first", "last")  # what a repeated prediction id does: stop, or keep one
+
+
+class DuplicatePredictions(ValueError):
+    """Predictions repeat an id and no policy says which one counts."""
+
+
 def read_predictions(path: str | os.PathLike) -> list[dict]:
-    """Read a prediction JSONL (challenge format); a bad line raises ValueError naming the line."""
+    """Read a prediction JSONL (challenge format) with the reader `validate-submission` uses; a line that is not
+    a JSON object with a string `id` raises JsonlError naming the file and line."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run the evaluation (chapter 07) to write predictions first")
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number}: not valid JSON ({err.msg}); "
-                             f"run `python -m cogito_lib.mmar validate-submission` for every problem") from err
+    for number, record, problem in scan_jsonl(path, what="predictions file"):
+        if problem is None and not isinstance(record, dict):
+            problem = f"expected a JSON object, got {type(record).__name__}"
+        elif problem is None and not isinstance(record.get("id"), str):
+            problem = "no string 'id'"
+        if problem:
+            raise JsonlError(f"{path}:{number}: {problem}; fix that line (`python -m cogito_lib.mmar "
+                             f"validate-submission` lists every problem)")
         records.append(record)
     return records
 
 
-def index_predictions(predictions: Iterable[Mapping] | Mapping[str, Mapping]) -> tuple[dict[str, Mapping], int]:
-    """{id: record} from a list of prediction records (first one wins on duplicates) and the duplicate count."""
+def index_predictions(predictions: Iterable[Mapping] | Mapping[str, Mapping],
+                      duplicates: str = "error") -> tuple[dict[str, Mapping], int]:
+    """{id: record} from a list of prediction records, and how many records repeated an id.
+
+    A repeated id raises DuplicatePredictions unless `duplicates` chooses a policy: "first" or "last" keeps that
+    occurrence (and counts the others). Records that are not objects with an id raise ValueError."""
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicates={duplicates!r}: choose one of {', '.join(DUPLICATE_POLICIES)}")
     if isinstance(predictions, Mapping):
         return dict(predictions), 0
     index: dict[str, Mapping] = {}
-    duplicates = 0
-    for record in predictions:
+    positions: dict[str, list[int]] = {}
+    for number, record in enumerate(predictions, start=1):
         if not isinstance(record, Mapping) or "id" not in record:
-            continue
+            raise ValueError(f"prediction {number} is not an object with an 'id': {str(record)[:80]!r}")
         key = str(record["id"])
-        if key in index:
-            duplicates += 1
-            continue
-        index[key] = record
-    return index, duplicates
+        positions.setdefault(key, []).append(number)
+        if key not in index or duplicates == "last":
+            index[key] = record
+    repeated = {k: n for k, n in positions.items() if len(n) > 1}
+    if repeated and duplicates == "error":
+        shown = ", ".join(f"{k} (records {', '.join(map(str, n))})" for k, n in list(repeated.items())[:5])
+        raise DuplicatePredictions(f"{len(repeated)} prediction id(s) appear more than once: {shown}"
+                                   f"{' ...' if len(repeated) > 5 else ''}; keep one line per id, or choose which "
+                                   f"counts (duplicates='first' or 'last', --duplicates first|last)")
+    return index, sum(len(n) - 1 for n in repeated.values())
 
 
 def is_parse_failure(record: Mapping) -> bool:
@@ -64,12 +83,16 @@ def _breakdown(items: Sequence[Mapping], per_item: Mapping[str, float], key: Cal
     return out
 
 
-def score_predictions(items: Sequence[Mapping], predictions: Iterable[Mapping] | Mapping[str, Mapping]) -> dict:
+def score_predictions(items: Sequence[Mapping], predictions: Iterable[Mapping] | Mapping[str, Mapping], *,
+                      duplicates: str = "error") -> dict:
     """Accuracy (percent) by the official rule over every meta item, with breakdowns and per-item matches.
 
     An item with no prediction is wrong and counted in `missing` (the official script silently skips such
-    items; here they stay in the denominator so a crashed run cannot look better)."""
-    index, duplicates = index_predictions(predictions)
+    items; here they stay in the denominator so a crashed run cannot look better). A repeated prediction id is an
+    error unless `duplicates` is "first" or "last" (`index_predictions`)."""
+    if not items:
+        raise ValueError("no benchmark items to score: the meta holds none")
+    index, duplicates = index_predictions(predictions, duplicates)
     per_item: dict[str, int] = {}
     missing, parse_failures = [], []
     for item in items:

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .jsonl import scan_jsonl, write_jsonl
+from .jsonl import JsonlError, scan_jsonl, write_jsonl
 from .rule import SUBMISSION_KEYS, THINKING_LIMIT
 
 def validate_submission(items: Sequence[Mapping], predictions_path: str | os.PathLike) -> list[str]:
@@ -16,7 +16,11 @@ def validate_submission(items: Sequence[Mapping], predictions_path: str | os.Pat
     known = {item["id"] for item in items}
     seen: dict[str, int] = {}
     problems = []
-    for number, record, problem in scan_jsonl(path):
+    try:
+        lines = list(scan_jsonl(path, what="submission file"))
+    except JsonlError as err:
+        return [str(err)]
+    for number, record, problem in lines:
         if problem:
             problems.append(f"line {number}: {problem}")
             continue

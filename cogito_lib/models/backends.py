@@ -14,6 +14,7 @@ import http.client
 import io
 import json
 import os
+import sys
 import threading
 import time
 import urllib.error
@@ -49,6 +50,9 @@ class GenerationRequest:
     num_samples: int = 1
     seed: int = 0
     stop: tuple[str, ...] = ()  # end a sample at the first of these strings (it stays in the text)
+    # the caller's check of a reply text (raise ValueError to reject it): a cached backend re-asks a rejected
+    # reply and never caches it, so a reply the caller could not read is never kept as an answer
+    accept: Callable[[str], Any] | None = None
     # a script continuing the prompt (`models.decode.Segment`s: forced text, then sampled tokens up to a stop
     # string, EOS or a budget); empty = one sampled part of `max_new_tokens`. The HF backend runs a script in one
     # pass over the KV cache; other backends run it one segment per call (`generate_by_segments`)
@@ -343,11 +347,12 @@ RETRY_STATUS = frozenset({408, 409, 418, 425, 429})  # plus every 5xx
 
 
 class MalformedResponseError(BackendError):
-    """Every reply to one request failed the caller's `check` (after `tries` tries; `problem` is the last reason)."""
+    """Every reply to one request failed the caller's `check` (after `tries` tries; `problem` is the last reason,
+    `response` the last reply, which is not cached)."""
 
-    def __init__(self, message: str, tries: int, problem: str):
+    def __init__(self, message: str, tries: int, problem: str, response: dict | None = None):
         super().__init__(message)
-        self.tries, self.problem = tries, problem
+        self.tries, self.problem, self.response = tries, problem, response
 
 
 class RateLimiter:
@@ -389,9 +394,9 @@ class OpenAIChatClient:
     """
 
     def __init__(self, model: str, base_url: str | None = None, *, api_key_env: str = "OPENAI_API_KEY",
-                 cache_dir: str | os.PathLike | None = None, max_retries: int = 5, backoff_base: float = 1.0,
-                 backoff_max: float = 60.0, timeout: float = 120.0, requests_per_minute: float | None = 0.0,
-                 parse_retries: int = 2, sleep: Callable[[float], None] = time.sleep):
+                 cache_dir: str | os.PathLike | None = None, max_retries: int = 2, backoff_base: float = 1.0,
+                 backoff_max: float = 8.0, timeout: float = 30.0, requests_per_minute: float | None = 0.0,
+                 parse_retries: int = 2, sleep: Callable[[float], None] = time.sleep, quiet: bool = False):
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.api_key_env = api_key_env
@@ -399,6 +404,7 @@ class OpenAIChatClient:
         self.max_retries, self.backoff_base, self.backoff_max, self.timeout = (
             max_retries, backoff_base, backoff_max, timeout)
         self.parse_retries = parse_retries
+        self.quiet = quiet  # no line on stderr when a try fails and is retried
         self._sleep = sleep
         self._limiter = RateLimiter(requests_per_minute, sleep=sleep)
         self.stats = {"requests": 0, "cache_hits": 0, "retries": 0, "parse_failures": 0}
@@ -476,6 +482,9 @@ class OpenAIChatClient:
                 wait = min(self.backoff_max, self.backoff_base * (2 ** attempt))
                 if err.retry_after is not None:
                     wait = min(self.backoff_max, max(wait, err.retry_after))
+                if not self.quiet:
+                    print(f"{self.base_url}: try {attempt + 1} of {self.max_retries + 1} failed ({str(err)[:160]}); "
+                          f"trying again in {wait:.0f} s", file=sys.stderr, flush=True)
                 self._sleep(wait)
         raise AssertionError("unreachable")
 
@@ -503,6 +512,7 @@ class OpenAIChatClient:
                 pass  # a damaged or stale entry: ask again and overwrite
         tries = self.parse_retries + 1 if check is not None else 1
         problem = ""
+        response = None
         for _ in range(tries):
             response = self._complete(payload)
             if check is not None:
@@ -519,7 +529,7 @@ class OpenAIChatClient:
                 atomic_write_text(path, json.dumps(entry, ensure_ascii=False, indent=1) + "\n")
             return response
         raise MalformedResponseError(f"{self.base_url}: malformed response after {tries} tries ({problem})",
-                                     tries, problem)
+                                     tries, problem, response)
 
 
 def _wav_base64(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str:
@@ -580,9 +590,14 @@ class OpenAIChatBackend:
         results = []
         for request in requests:
             hits = self.client.stats["cache_hits"]
-            response = self.client.chat(request_to_openai_messages(request), temperature=request.temperature,
-                                        top_p=request.top_p if request.temperature > 0 else None,
-                                        max_tokens=request.max_new_tokens, n=request.num_samples, seed=request.seed)
+            check = _reply_check(request.accept) if request.accept is not None else None
+            try:
+                response = self.client.chat(request_to_openai_messages(request), temperature=request.temperature,
+                                            top_p=request.top_p if request.temperature > 0 else None,
+                                            max_tokens=request.max_new_tokens, n=request.num_samples,
+                                            seed=request.seed, check=check)
+            except MalformedResponseError as err:  # the caller reads the last reply as the failure it is
+                response = err.response or {}
             choices = sorted(response.get("choices", []), key=lambda c: c.get("index", 0))
             usage = response.get("usage") or {}
             results.append(GenerationResult(
@@ -590,6 +605,17 @@ class OpenAIChatBackend:
                 finish_reasons=[c.get("finish_reason") for c in choices], backend=self.name,
                 cached=self.client.stats["cache_hits"] > hits, num_prompt_tokens=usage.get("prompt_tokens")))
         return results
+
+
+def _reply_check(accept: Callable[[str], Any]) -> Callable[[dict], None]:
+    """A response check for `OpenAIChatClient.chat` from a request's `accept` (applied to every choice's text)."""
+    def check(response: dict) -> None:
+        choices = response.get("choices") or []
+        if not choices:
+            raise ValueError("the response has no choices")
+        for choice in choices:
+            accept(openai_choice_text(choice))
+    return check
 
 
 def make_backend(kind: str, model: Any = None, processor: Any = None, **kwargs: Any) -> GenerationBackend:

@@ -1,16 +1,21 @@
 """Command line for Cogito-pipe stages: `python -m cogito_lib.pipe <stage> --profile P --run-dir D [...]`.
 
-Each stage is a subcommand registered in STAGES; a profile error prints one line and exits 2.
+Each stage is a subcommand registered in STAGES. A stage folder has one writer at a time: a second command on the
+same run dir and stage stops with one line naming the first (`--wait` waits for it). An error prints one line
+(`error: ...`, naming the file and what to do) and exits 2 for a profile or input error, 1 otherwise; `--debug`
+shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Callable
 
 from cogito_lib.config import PROFILES, ConfigError, Profile, load_profile, resolve_run_dir
-from cogito_lib.layout import AUDIT, COLLECT, COT, QA
+from cogito_lib.io import DEBUG_HELP, LOCK_WAIT_ENV, cli_main
+from cogito_lib.layout import AUDIT, COLLECT, COT, QA, MissingInput
 
 
 def _parse_override(text: str) -> tuple[str, object]:
@@ -85,6 +90,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
         stage.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                            help="override a profile value, e.g. world.max_duration_s=3 (repeatable)")
         stage.add_argument("--no-progress", action="store_true", help="no progress bar")
+        stage.add_argument("--wait", action="store_true",
+                           help="wait while another process writes this stage of the run dir (default: stop)")
+        stage.add_argument("--debug", action="store_true", help=DEBUG_HELP)
         option_keys[name] = add_arguments(stage)
     return parser, option_keys
 
@@ -92,16 +100,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
 def main(argv: list[str] | None = None) -> int:
     parser, option_keys = build_parser()
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> int:
         overrides = dict(_parse_override(item) for item in args.set)
         overrides.update({key: getattr(args, option) for option, key in option_keys[args.stage].items()})
         profile = load_profile(args.profile, overrides)
+        if args.wait:
+            os.environ[LOCK_WAIT_ENV] = "1"
         stats = STAGES[args.stage][2](profile, args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(stats, indent=2, sort_keys=True))
-    return 0
+        print(json.dumps(stats, indent=2, sort_keys=True))
+        return 0
+
+    return cli_main(run, debug=args.debug, usage_errors=(ConfigError, MissingInput))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ Layout of `RUN_DIR/03-qa-construction/`:
     llm-cache/       (OpenAI-compatible backend only) cached responses
 
 Resume: a clip is done when the journal holds its entry for the same annotator fingerprint and the same clip
-record; a rerun after `kill -9` redoes only the rest and ends with the same files. Problems of the input that a
+record, and its wav is still the one stage 1 wrote (its content hash); a rerun after `kill -9` redoes only the
+rest and ends with the same files. A model reply that could not be read is journalled as a failure, not as an
+answer: `retry_failed=True` (`--retry-failed`) asks those clips again. Problems of the input that a
 rerun may fix (a missing or unreadable wav, a backend error, an unexpected exception) are not journalled: they
 are reported in rejected.jsonl and retried on every run. Deterministic outcomes (questions, a clip with no usable
 metadata, a clip no requested skill fits, a rejected model output) are journalled.
@@ -48,8 +50,9 @@ import numpy as np
 
 from cogito_lib.world import skills
 from cogito_lib.config import ConfigError, Profile, resolve_data_path, resolve_run_dir
-from cogito_lib.io import JsonlJournal, read_jsonl, scan_jsonl, stable_id, write_json, write_jsonl
-from cogito_lib.layout import COLLECT, QA, require
+from cogito_lib.io import AUDIO_HASH, JsonlJournal, read_jsonl, scan_jsonl, stable_id, write_json, write_jsonl
+from cogito_lib.io import clip_problem as clip_integrity
+from cogito_lib.layout import COLLECT, QA, StageFailed, require, writes_stage
 from cogito_lib.mmar.rule import CATEGORIES, MODALITIES, normalise_category
 
 STAGE_DIR = QA
@@ -67,6 +70,8 @@ REASONS = {
     "empty_metadata": "the clip has no events and no facts to ground questions on",
     "audio_missing": "the clip's wav file does not exist",
     "audio_unreadable": "the clip's wav file cannot be decoded or holds no samples",
+    "audio_truncated": "the clip's wav file is shorter than its header says (cut short)",
+    "audio_changed": "the clip's wav file differs from the one stage 1 wrote (its recorded content hash)",
     "no_supported_skill": "no requested skill (tier) fits the clip",
     "annotator_error": "the annotator raised an unexpected exception on this clip",
     "backend_error": "the model backend failed (network, missing model...)",
@@ -80,8 +85,11 @@ REASONS = {
     "duplicate_question": "the same question was already written for this clip",
     "over_max_questions": "more questions than annotate.max_questions_per_clip",
 }
-TRANSIENT_REASONS = frozenset({"audio_missing", "audio_unreadable", "backend_error", "annotator_error",
-                               "manifest_line_invalid", "bad_clip_record", "duplicate_clip"})
+TRANSIENT_REASONS = frozenset({"audio_missing", "audio_unreadable", "audio_truncated", "audio_changed",
+                               "backend_error", "annotator_error", "manifest_line_invalid", "bad_clip_record",
+                               "duplicate_clip"})
+REQUEST_FAILURES = frozenset({"backend_error", "annotator_error", "malformed_json", "bad_schema"})
+MAX_FAILED_BATCHES = 3  # batches in a row whose every request failed: the stage stops (the backend is down)
 
 
 class SeedPoolError(ConfigError):
@@ -215,11 +223,14 @@ def seed_coverage(seeds: Sequence[dict]):
 class Annotation:
     """What an annotator made of one clip: its questions and the rejections (clip skipped or items dropped).
 
-    `transient` marks outcomes a rerun may change (backend down, unreadable audio): they are not journalled."""
+    `transient` marks outcomes a rerun may change (backend down, unreadable audio): they are not journalled.
+    `failed` marks a model reply that could not be read: it is journalled as a failure, never as an answer, and
+    asked again with `retry_failed`."""
 
     questions: list[dict] = field(default_factory=list)
     rejections: list[dict] = field(default_factory=list)
     transient: bool = False
+    failed: bool = False
 
 
 @runtime_checkable
@@ -424,6 +435,13 @@ def parse_annotator_output(text: str | None) -> tuple[list | None, tuple[str, st
     return data["questions"], None
 
 
+def readable_reply(text: str) -> None:
+    """ValueError when a reply holds no {"questions": [...]} object: a cached backend never keeps such a reply."""
+    _, problem = parse_annotator_output(text)
+    if problem is not None:
+        raise ValueError(f"{problem[0]}: {problem[1]}")
+
+
 class LLMAnnotator:
     """The paper's annotator: an instruction-tuned audio LLM, few-shot from k sampled seeds, reading the clip's
     audio and metadata. Any backend of `cogito_lib.models.backends` (or an object with the same `generate`)."""
@@ -465,7 +483,7 @@ class LLMAnnotator:
             request_id=clip["clip_id"], messages=[{"role": "system", "content": LLM_SYSTEM},
                                                   {"role": "user", "content": content}],
             audio_path=str(audio_file) if audio_file else None, max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature, seed=int(rng.integers(2**31)))
+            temperature=self.temperature, seed=int(rng.integers(2**31)), accept=readable_reply)
 
     def read_reply(self, clip: dict, text: str | None, rng: np.random.Generator, shots: list[dict],
                    audio_path: str) -> Annotation:
@@ -474,6 +492,7 @@ class LLMAnnotator:
         items, problem = parse_annotator_output(text)
         if problem is not None:
             result.rejections.append(rejection(clip["clip_id"], *problem))
+            result.failed = True
             return result
         seen: set[str] = set()
         for index, item in enumerate(items):
@@ -529,7 +548,8 @@ def make_backend_for(profile: Profile, stage_dir: Path) -> Any:
 
     kind, model = profile.models.backend, profile.models.annotator
     if kind == "openai":
-        return make_backend("openai", model, cache_dir=stage_dir / "llm-cache")
+        return make_backend("openai", model, cache_dir=stage_dir / "llm-cache", timeout=profile.llm.timeout_s,
+                            max_retries=profile.llm.retries, backoff_max=profile.llm.backoff_max_s)
     if kind == "vllm":
         return make_backend("vllm", model)
     return make_backend("hf", model, dtype=profile.models.dtype, device=profile.models.device)
@@ -555,7 +575,7 @@ def make_annotator(profile: Profile, stage_dir: Path, *, tiers: Sequence[str] = 
 def read_manifest(path: Path) -> tuple[list[dict], list[dict]]:
     """Clip records of the 02 manifest and a rejection per line that is not a JSON object (never raises on one)."""
     clips, bad = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -582,6 +602,9 @@ def clip_problem(clip: dict, manifest_dir: Path) -> tuple[str, str] | None:
     wav = manifest_dir / clip["audio_path"]
     if not wav.is_file():
         return "audio_missing", f"{wav} does not exist: rerun collect (notebook 02) to make it again"
+    damaged = audio_problem(wav, clip)
+    if damaged is not None:
+        return damaged
     try:
         import soundfile as sf
 
@@ -591,6 +614,15 @@ def clip_problem(clip: dict, manifest_dir: Path) -> tuple[str, str] | None:
     if samples.size == 0 or not np.isfinite(samples).all():
         return "audio_unreadable", f"{wav}: no samples or non-finite samples"
     return None
+
+
+def audio_problem(wav: Path, clip: dict) -> tuple[str, str] | None:
+    """(reason, detail) when the clip's wav is missing, cut short, unreadable or not the one stage 1 wrote (its
+    manifest record's content hash); checked once per file per process."""
+    problem = clip_integrity(wav, clip.get(AUDIO_HASH))
+    if problem is None:
+        return None
+    return problem[0], f"{problem[1]}: rerun collect (notebook 02) to make it again"
 
 
 def run_audio_path(clip: dict) -> str:
@@ -620,14 +652,19 @@ def summarise(clips: list[dict], questions: list[dict], rejections: list[dict]) 
     }
 
 
+@writes_stage(STAGE_DIR)
 def annotate(profile: Profile, run_dir: str | Path, *, tiers: Sequence[str] = DEFAULT_TIERS, fallback: str = "skip",
-             seed: int | None = None, annotator: Annotator | None = None, progress: bool = True) -> dict:
+             seed: int | None = None, annotator: Annotator | None = None, progress: bool = True,
+             retry_failed: bool = False) -> dict:
     """Stage 2: write 1-3 questions per clip of `RUN_DIR/02-data-collection/manifest.jsonl` into
     `RUN_DIR/03-qa-construction/` (qa.jsonl, rejected.jsonl, stats.json). Returns the stats.
 
     `tiers` are the question tiers asked (default composite only), `fallback` what to do with a clip no requested
     skill fits ("skip" or "atomic"), `seed` the annotator's seed (default profile.collect.seed); `annotator`
-    replaces the profile's one (tests, a custom backend). Resumable and crash-tolerant (module docstring)."""
+    replaces the profile's one (tests, a custom backend). Resumable and crash-tolerant (module docstring).
+    A model reply that could not be read is journalled as a failure and asked again only with `retry_failed`.
+    When every clip's request failed, or the backend fails MAX_FAILED_BATCHES batches in a row, nothing is
+    published and StageFailed says why (the journal keeps every finished clip)."""
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -663,13 +700,20 @@ def annotate(profile: Profile, run_dir: str | Path, *, tiers: Sequence[str] = DE
         if isinstance(cid, str):
             seen_ids.add(cid)
         previous = done.get(cid) if isinstance(cid, str) else None
+        if previous is not None and previous.get("failed") and retry_failed:
+            previous = None  # a reply that could not be read: ask again
         if previous is not None and previous.get("clip_hash") == stable_id(clip):
+            damaged = audio_problem(manifest_dir / str(clip.get("audio_path")), clip)
+            if damaged is not None:  # the clip changed since its questions were written: they no longer hold
+                transient[position] = [rejection(cid, *damaged)]
+                continue
             entries[position] = previous
         else:
             todo.append((position, clip))
     resumed = len(entries)
 
     made_now = 0
+    failed_batches = 0
     with JsonlJournal(stage_dir / JOURNAL) as journal, \
             tqdm(total=len(clips), initial=resumed + len(transient), desc="annotate", unit="clip",
                  disable=not progress, file=sys.stderr) as bar:
@@ -697,6 +741,11 @@ def annotate(profile: Profile, run_dir: str | Path, *, tiers: Sequence[str] = DE
             for (position, clip), outcome in zip(ready, outcomes):
                 made_now += _keep(outcome, position, clip, fingerprint, entries, transient, journal)
                 bar.update(1)
+            failed_batches = failed_batches + 1 if all(_request_failed(o) for o in outcomes) else 0
+            if failed_batches >= MAX_FAILED_BATCHES:
+                raise StageFailed(f"stage 2 stopped: the annotator's requests failed in {failed_batches} batches in "
+                                  f"a row ({_failure_summary(outcomes)}); nothing was published; finished clips "
+                                  f"are journalled in {stage_dir / JOURNAL}: fix the annotator backend and rerun")
 
     questions, rejections = [], list(bad_lines)
     for position in range(len(clips)):
@@ -704,6 +753,11 @@ def annotate(profile: Profile, run_dir: str | Path, *, tiers: Sequence[str] = DE
             questions += entries[position]["questions"]
             rejections += entries[position]["rejections"]
         rejections += transient.get(position, [])
+    failures = [r for r in rejections if r["reason"] in REQUEST_FAILURES and r.get("item") is None]
+    if not questions and failures:
+        raise StageFailed(f"stage 2 failed: every annotator request failed ({len(failures)} clip(s): "
+                          f"{_failure_summary_of(failures)}); nothing was published: fix the annotator backend "
+                          f"and rerun with retry_failed=True (--retry-failed, RETRY_FAILED=True)")
     write_jsonl(stage_dir / "qa.jsonl", questions)
     write_jsonl(stage_dir / "rejected.jsonl", rejections)
     # compact the journal to this run's clips, in manifest order, so it is the same after a resumed run
@@ -714,10 +768,28 @@ def annotate(profile: Profile, run_dir: str | Path, *, tiers: Sequence[str] = DE
              "num_seeds_in_pool": len(getattr(annotator, "pool", [])),
              "skills_in_pool": sorted({s["skill"] for s in getattr(annotator, "pool", []) if s.get("skill")}),
              "resumed": resumed, "num_questions_this_run": made_now, "wall_s": round(wall_s, 3),
+             "num_failed_requests": len(failures),
              "questions_per_s": round(made_now / wall_s, 3) if wall_s > 0 else 0.0,
              "clips_per_s": round(len(todo) / wall_s, 3) if wall_s > 0 else 0.0}
     write_json(stage_dir / "stats.json", stats)
+    if failures:
+        print(f"stage 2: {len(failures)} clip(s) got no readable reply ({_failure_summary_of(failures)}); rerun with "
+              "retry_failed=True (--retry-failed, RETRY_FAILED=True) to ask those again", file=sys.stderr)
     return stats
+
+
+def _request_failed(outcome: Annotation) -> bool:
+    """Did the annotator's request for this clip fail (backend down, exception, unreadable reply)?"""
+    return outcome.failed or (outcome.transient and any(r["reason"] in REQUEST_FAILURES for r in outcome.rejections))
+
+
+def _failure_summary_of(failures: Sequence[dict]) -> str:
+    counts = collections.Counter(r["reason"] for r in failures)
+    return ", ".join(f"{reason} {n}" for reason, n in counts.most_common()) + f"; e.g. {failures[0]['detail'][:160]}"
+
+
+def _failure_summary(outcomes: Sequence[Annotation]) -> str:
+    return _failure_summary_of([r for o in outcomes for r in o.rejections if r["reason"] in REQUEST_FAILURES])
 
 
 def _keep(outcome: Annotation, position: int, clip: dict, fingerprint: str, entries: dict, transient: dict,
@@ -728,6 +800,8 @@ def _keep(outcome: Annotation, position: int, clip: dict, fingerprint: str, entr
         return 0
     entry = {"fingerprint": fingerprint, "clip_id": clip["clip_id"], "clip_hash": stable_id(clip),
              "questions": outcome.questions, "rejections": outcome.rejections}
+    if outcome.failed:
+        entry["failed"] = True  # not an answer: asked again with retry_failed
     journal.append(entry)
     entries[position] = entry
     return len(outcome.questions)
@@ -748,6 +822,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> dict[str, str]:
     parser.add_argument("--fallback", default="skip", choices=FALLBACKS,
                         help="a clip no requested skill fits: skip it (counted) or ask atomic questions (flagged)")
     parser.add_argument("--seed", type=int, help="annotator seed (default collect.seed)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="ask again the clips whose model reply could not be read (journalled failures)")
     return {"annotator": "models.annotator", "backend": "models.backend",
             "num_seed_questions": "annotate.num_seed_questions", "min_questions": "annotate.min_questions_per_clip",
             "max_questions": "annotate.max_questions_per_clip", "seed_pool": "annotate.seed_pool"}
@@ -760,7 +836,8 @@ def parse_tiers(text: str) -> tuple[str, ...]:
 def run_cli(profile: Profile, args: argparse.Namespace) -> dict:
     try:
         return annotate(profile, resolve_run_dir(profile, args.run_dir), tiers=parse_tiers(args.tiers),
-                        fallback=args.fallback, seed=args.seed, progress=not args.no_progress)
+                        fallback=args.fallback, seed=args.seed, progress=not args.no_progress,
+                        retry_failed=args.retry_failed)
     except FileNotFoundError as err:
         raise ConfigError(str(err)) from None
 
@@ -812,11 +889,9 @@ def plot_category_by_modality(questions: Sequence[dict], save_as: str | Path | N
 
 
 def _save(figure, save_as):
-    if save_as is not None:
-        save_as = Path(save_as)
-        save_as.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(save_as, dpi=120, format="png")
-    return figure
+    from cogito_lib.plots import _finish
+
+    return _finish(figure, save_as, dpi=120)
 
 
 def question_examples(questions: Sequence[dict], run_dir: str | Path, n: int = 4):

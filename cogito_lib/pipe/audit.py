@@ -19,8 +19,10 @@ Writes `RUN_DIR/05-quality-verification/`:
 
 Resumable: judge verdicts are journalled per sample (`verdicts.partial.jsonl`, flushed per batch) with a hash of
 what the judge saw, so a run killed with `kill -9` asks only for the missing ones and ends with the same files.
-Bad input never stops the stage: unreadable lines, unknown questions, missing or corrupt audio, questions without
-metadata and malformed thinker output are rejected with their reason and counted.
+A judge failure (no valid verdict) is stored as a failure, never as a verdict: `retry_failed=True`
+(`--retry-failed`) asks the judge about those samples again. Bad input never stops the stage: unreadable lines,
+unknown questions, missing or corrupt audio (cut short, or changed since stage 1 wrote it: its content hash),
+questions without metadata and malformed thinker output are rejected with their reason and counted.
 """
 from __future__ import annotations
 
@@ -35,10 +37,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..config import ConfigError, Profile, resolve_run_dir
-from ..io import JsonlJournal, read_jsonl, stable_id, write_json, write_jsonl
+from ..io import JsonlJournal, clip_problem, read_jsonl, stable_id, write_json, write_jsonl
 from ..mmar import is_correct
 from ..judges import JudgeOutputError, make_judge as _make_judge
-from ..layout import AUDIT, FILES, MissingInput, require
+from ..layout import AUDIT, FILES, MissingInput, StageFailed, require, writes_stage
 
 STAGE = AUDIT
 MANIFEST = FILES["manifest"].relative
@@ -84,7 +86,7 @@ def read_lines(path: Path) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]
     """(line number, parsed JSON) for each line, and (line number, error) for lines that are not JSON objects;
     never raises on content (a torn or corrupt line is reported, not fatal)."""
     good, bad = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -148,11 +150,14 @@ def judge_batch(judge: Any, items: Sequence[Mapping]) -> list[Any]:
 # --- audio --------------------------------------------------------------------------------------------------------
 
 class AudioCheck:
-    """Is a clip readable? Checked once per path (header + frame count), so corrupt and empty files are caught."""
+    """Is a clip usable? Checked once per path: present, not cut short (a WAV's header against its length), still
+    the clip stage 1 wrote (the content hash in its manifest), decodable with samples. `kinds` counts the problems
+    found by kind (`cogito_lib.io.AUDIO_PROBLEMS`)."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         self._seen: dict[str, str | None] = {}
+        self.kinds: Counter = Counter()
 
     def __call__(self, audio_path: str | None) -> str | None:
         """None when the clip is usable, else what is wrong with it."""
@@ -163,14 +168,18 @@ class AudioCheck:
 
             path = Path(audio_path)
             path = path if path.is_absolute() else self.run_dir / path
-            if not path.is_file():
-                problem = f"audio file not found: {audio_path}"
+            damaged = clip_problem(path)
+            if damaged is not None:
+                self.kinds[damaged[0]] += 1
+                problem = f"{damaged[0]}: {damaged[1]}"
             else:
                 try:
                     info = sf.info(str(path))
                     problem = None if info.frames > 0 else f"audio file is empty: {audio_path}"
                 except Exception as err:  # noqa: BLE001 - any decoder error means the clip is unusable
                     problem = f"audio file unreadable: {audio_path} ({type(err).__name__}: {str(err)[:120]})"
+                if problem is not None:
+                    self.kinds["audio_unreadable"] += 1
             self._seen[audio_path] = problem
         return self._seen[audio_path]
 
@@ -231,13 +240,15 @@ def _verdict_key(sample: dict, question: dict, clip: dict | None) -> str:
                      stable_id(clip, length=16) if clip is not None else None, length=16)
 
 
-def _previous_verdicts(stage_dir: Path, fingerprint: str) -> dict[tuple[str, str], dict]:
+def _previous_verdicts(stage_dir: Path, fingerprint: str, *, retry_failed: bool = False) -> dict[tuple[str, str], dict]:
+    """Stored verdicts of this judge by (sample id, input key); with `retry_failed`, none of the judge's failures
+    (no valid verdict), so that those are asked again."""
     done: dict[tuple[str, str], dict] = {}
     for path in (stage_dir / VERDICTS, stage_dir / JOURNAL):
         for entry in read_jsonl(path):
             if entry.get("judge") == fingerprint:
                 for verdict in entry.get("verdicts", [entry]):
-                    if "id" in verdict and "key" in verdict:
+                    if "id" in verdict and "key" in verdict and not (retry_failed and verdict.get("invalid")):
                         done[(verdict["id"], verdict["key"])] = verdict
     return done
 
@@ -273,15 +284,19 @@ def _group_stats(rows: list[dict]) -> dict:
     return out
 
 
+@writes_stage(STAGE)
 def audit(profile: Profile, run_dir: str | Path, *, progress: bool = True,
           max_thinking_chars: int = DEFAULT_MAX_THINKING_CHARS, min_thinking_chars: int = DEFAULT_MIN_THINKING_CHARS,
           judge: Any = None, judge_batch_size: int = DEFAULT_JUDGE_BATCH, export: bool = True,
-          figures: bool = True) -> dict:
+          figures: bool = True, retry_failed: bool = False) -> dict:
     """Stage 4: keep the samples of 04 that are answer-consistent, within length limits, judge-approved and not
     repeated; write train.jsonl, rejected.jsonl, verdicts.jsonl, stats.json, figures and exports. Returns stats.
 
     `judge` overrides the profile's judge (any object with `verify(question, thinking, answer_prediction, clip)`
-    returning a `Verdict`, optionally `verify_batch`). Raises MissingInput when an input file is absent."""
+    returning a `Verdict`, optionally `verify_batch`). Raises MissingInput when an input file is absent or
+    cot.jsonl holds no sample. A judge failure (no valid verdict) is stored as a failure and asked again only with
+    `retry_failed`; when the judge gives no valid verdict on any sample, StageFailed says so and nothing is
+    published."""
     if min_thinking_chars < 0 or max_thinking_chars < min_thinking_chars:
         raise ConfigError(f"thinking length limits must satisfy 0 <= min ({min_thinking_chars}) <= max "
                           f"({max_thinking_chars})")
@@ -299,6 +314,9 @@ def audit(profile: Profile, run_dir: str | Path, *, progress: bool = True,
     qa_lines, qa_bad = read_lines(inputs["qa"])
     questions = {q["id"]: q for _, q in qa_lines if "id" in q}
     cot_lines, cot_bad = read_lines(inputs["cot"])
+    if not cot_lines and not cot_bad:
+        raise MissingInput(f"{inputs['cot']} holds no samples: run notebook 04 (or `python -m cogito_lib.pipe "
+                           "think --force`) again")
 
     judge = judge if judge is not None else make_judge(profile, run_dir)
     fingerprint = judge_name(judge)
@@ -340,7 +358,7 @@ def audit(profile: Profile, run_dir: str | Path, *, progress: bool = True,
     for row in candidates:
         row["clip"] = clips.get(row["question"].get("clip_id") or row["clip_id"])
         row["key"] = _verdict_key(row, row["question"], row["clip"])
-    previous = _previous_verdicts(stage_dir, fingerprint)
+    previous = _previous_verdicts(stage_dir, fingerprint, retry_failed=retry_failed)
     verdicts: dict[str, dict] = {}
     by_key: dict[str, dict] = {}
     todo = []
@@ -381,6 +399,12 @@ def audit(profile: Profile, run_dir: str | Path, *, progress: bool = True,
             journal.append({"judge": fingerprint, "verdicts": entry})
             bar.update(len(batch))
     judge_s = time.perf_counter() - judge_started
+    failed = [r for r in candidates if verdicts[r["id"]].get("invalid")]
+    if candidates and len(failed) == len(candidates):
+        raise StageFailed(f"stage 4 failed: the judge ({fingerprint}) gave no valid verdict on any of the "
+                          f"{len(candidates)} samples it was asked about "
+                          f"(e.g. {verdicts[failed[0]['id']]['invalid'][:160]}); nothing was published: fix the judge "
+                          f"and rerun with retry_failed=True (--retry-failed, RETRY_FAILED=True)")
 
     # 3. judge outcome, then deduplication among the approved (first in cot order kept)
     first_of: dict[tuple[str, str], str] = {}
@@ -445,6 +469,7 @@ def audit(profile: Profile, run_dir: str | Path, *, progress: bool = True,
         "questions_covered_by_tier": {t: {"sampled": n, "covered": covered_by_tier.get(t, 0)}
                                       for t, n in sorted(sampled_by_tier.items(), key=lambda kv: str(kv[0]))},
         "unreadable_lines": {"manifest": len(manifest_bad), "qa": len(qa_bad), "cot": len(cot_bad)},
+        "audio_problems": dict(sorted(audio_check.kinds.items())), "judge_failures": len(failed),
         "judged": len(candidates), "judged_this_run": judged_now, "resumed_verdicts": resumed,
         "wall_s": round(wall_s, 3), "samples_per_s": round(len(rows) / wall_s, 2) if wall_s > 0 else None,
         "judge_traces_per_s": round(judged_now / judge_s, 2) if judged_now and judge_s > 0 else None,
@@ -607,6 +632,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> dict[str, str]:
     parser.add_argument("--judge-batch-size", type=int, default=DEFAULT_JUDGE_BATCH,
                         help=f"traces per judge call / journal flush (default {DEFAULT_JUDGE_BATCH})")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="ask the judge again about the samples it gave no valid verdict on")
     return {}  # the judge is a profile value: --set models.judge=... --set models.backend=...
 
 
@@ -616,7 +643,8 @@ def run_cli(profile: Profile, args: argparse.Namespace) -> dict:
     try:
         return audit(profile, resolve_run_dir(profile, args.run_dir), progress=not args.no_progress,
                      max_thinking_chars=args.max_thinking_chars, min_thinking_chars=args.min_thinking_chars,
-                     judge_batch_size=args.judge_batch_size, figures=not args.no_figures)
+                     judge_batch_size=args.judge_batch_size, figures=not args.no_figures,
+                     retry_failed=args.retry_failed)
     except MissingInput as err:
         raise ConfigError(str(err)) from None
     except BackendError as err:  # the judge's backend: missing, unreachable; journalled verdicts are kept

@@ -5,7 +5,10 @@ choices only; the label and the judge's reference never reach it).
 Reads `RUN_DIR/03-qa-construction/qa.jsonl` and the base model (notebook 01, or `models.base` at paper scale);
 writes `RUN_DIR/04-cot-generation/cot.jsonl` (one line per sample), `skipped.jsonl` (questions that could not be
 asked, with a reason) and `stats.json`. Questions are processed in fixed chunks whose sampling seed depends only
-on the chunk, so a run killed with `kill -9` resumes and ends with the same files as an uninterrupted run.
+on the chunk, so a run killed with `kill -9` resumes and ends with the same files as an uninterrupted run; the
+journal (`cot.partial.jsonl`) starts with the key of its inputs, so a journal of other questions, clips, thinker or
+settings is discarded, never published. A question whose clip is missing, cut short or changed since stage 1 wrote
+it (the content hash in the manifest) is skipped with that reason.
 In a later round, a fine-tuned model can be the thinker (`thinker=` a model folder).
 
 **Plan-guided samples** (`think.plan_samples` > 0; an extension beyond the paper, on in `mini`): for each of the
@@ -25,8 +28,9 @@ from collections import Counter
 from pathlib import Path
 
 from ..config import Profile, resolve_run_dir
-from ..layout import COT, base_model_path, frontend_cache, require
-from ..io import JsonlJournal, read_json, read_jsonl, stable_id, write_json, write_jsonl
+from ..layout import COT, MissingInput, base_model_path, frontend_cache, require, writes_stage
+from ..io import (AudioIntegrityError, JsonlJournal, clip_problem, read_json, read_jsonl, stable_id, write_json,
+                  write_jsonl)
 from ..mmar import is_correct
 from ..world.skills import CONCLUSION_PREFIX, LISTING_PREFIX
 
@@ -92,8 +96,27 @@ def plan_guided(backend, questions: list[dict], results: list, waveforms: list, 
     return guided
 
 
+QUESTION_KEYS = ("id", "clip_id", "audio_path", "question", "choices", "answer")
+AUDIO_REASONS = {"audio_missing": "missing_audio"}  # the stage's skip reason for an AUDIO_PROBLEMS kind, when renamed
+
+
 def _load_questions(run_dir: Path) -> list[dict]:
-    return read_jsonl(require(run_dir, "qa"))
+    """The questions of stage 2; a line that is not a question (torn, not JSON, a field missing) is an error naming
+    the file and line, and so is a file without questions."""
+    path = require(run_dir, "qa")
+    try:
+        questions = read_jsonl(path, tolerate_torn_tail=False)
+    except ValueError as err:
+        raise ValueError(f"{err}, or run notebook 03 (`python -m cogito_lib.pipe annotate`) again") from None
+    for number, question in enumerate(questions, start=1):
+        missing = [k for k in QUESTION_KEYS if not isinstance(question, dict) or question.get(k) in (None, "")]
+        if missing:
+            raise ValueError(f"{path}: question {number} lacks {', '.join(missing)}: fix or delete it, or run "
+                             "notebook 03 (`python -m cogito_lib.pipe annotate`) again")
+    if not questions:
+        raise MissingInput(f"{path} holds no questions: run notebook 03 (`python -m cogito_lib.pipe annotate`) "
+                           "again (its stats.json says why it wrote none)")
+    return questions
 
 
 def thinker_signature(model_path: str) -> list:
@@ -107,23 +130,43 @@ def thinker_signature(model_path: str) -> list:
                                       if f.suffix in (".safetensors", ".bin", ".pt", ".json")]
 
 
-def inputs_key(run_dir: Path, model_path: str, profile: Profile, limit: int | None) -> str:
-    """The stage's inputs in one id: the questions file, the thinker's weights and everything that shapes the
-    samples (every think.* setting, the seed, the chunking, which sets each chunk's seed)."""
+def inputs_key(run_dir: Path, model_path: str, profile: Profile, limit: int | None,
+               skipped: list[dict] | None = None) -> str:
+    """The stage's inputs in one id: the questions file, the thinker's weights, everything that shapes the
+    samples (every think.* setting, the seed, the chunking, which sets each chunk's seed) and the questions whose
+    clip cannot be used (a clip that breaks or is repaired changes what is sampled)."""
     import dataclasses
     import hashlib
 
     questions = hashlib.sha1(require(run_dir, "qa").read_bytes()).hexdigest()
+    unusable = sorted((s["question_id"], s["reason"]) for s in skipped or ())
     return stable_id(questions, thinker_signature(model_path), dataclasses.asdict(profile.think),
-                     profile.collect.seed, profile.models.backend, CHUNK_QUESTIONS, limit, length=16)
+                     profile.collect.seed, profile.models.backend, CHUNK_QUESTIONS, limit,
+                     *([unusable] if unusable else []), length=16)
 
 
+def _skip(question: dict, kind: str, detail: str) -> dict:
+    """A skipped.jsonl record: a question whose clip cannot be used (reason: `missing_audio` or an AUDIO_PROBLEMS
+    kind such as `audio_changed`)."""
+    return {"question_id": question.get("id"), "clip_id": question.get("clip_id"),
+            "reason": AUDIO_REASONS.get(kind, kind), "detail": detail[:300]}
+
+
+def _file_hash(path: Path) -> str | None:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+@writes_stage(STAGE)
 def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, progress: bool = True,
           limit: int | None = None, force: bool = False) -> dict:
     """Sample K reasoning traces per question with the thinker; return the stage's stats.
 
-    A finished stage with the same inputs (questions, thinker weights, sampling settings) is reused, not sampled
-    again: its `stats.json` is returned with `reused` set. `force=True` samples again."""
+    A finished stage with the same inputs (questions, usable clips, thinker weights, sampling settings) whose
+    cot.jsonl is the one it wrote is reused, not sampled again: its `stats.json` is returned with `reused` set.
+    `force=True` samples again. A question whose clip is missing, cut short, unreadable or changed since stage 1
+    wrote it is skipped with that reason (skipped.jsonl)."""
     from ..models.backends import GenerationRequest
     from ..models.generate import build_messages, format_mmar_question, split_thinking
     from ..models.audio import AudioCache
@@ -137,9 +180,18 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
     cfg = profile.think
     generation = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
                   "num_samples": cfg.num_samples, "plan_samples": cfg.plan_samples, "seed": profile.collect.seed}
-    key = inputs_key(run_dir, str(model_path), profile, limit)
+    usable, skipped = [], []
+    for q in questions:  # each clip against the content hash stage 1 recorded (read once per process)
+        problem = clip_problem(run_dir / q["audio_path"])
+        if problem is None:
+            usable.append(q)
+        else:
+            skipped.append(_skip(q, problem[0], problem[1]))
+
+    key = inputs_key(run_dir, str(model_path), profile, limit, skipped)
     previous = read_json(stage_dir / "stats.json") or {}
     if (not force and previous.get("inputs_key") == key and (stage_dir / "cot.jsonl").exists()
+            and previous.get("cot_sha256") in (None, _file_hash(stage_dir / "cot.jsonl"))
             and not (stage_dir / "cot.partial.jsonl").exists()):
         print(f"stage 3 already ran with these questions, thinker and settings: reusing {stage_dir / 'cot.jsonl'} "
               "(force=True, or --force, samples again)")
@@ -148,17 +200,23 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
     started = time.perf_counter()
 
     audio = AudioCache(run_dir)
-    usable, skipped = [], []
-    for q in questions:
+    decodable = []
+    for q in usable:
         try:
             audio(q["audio_path"])
-            usable.append(q)
-        except Exception as err:  # missing or undecodable audio: skip the question, say why
-            skipped.append({"question_id": q.get("id"), "clip_id": q.get("clip_id"), "reason": "missing_audio",
-                            "detail": f"{type(err).__name__}: {err}"[:300]})
+            decodable.append(q)
+        except Exception as err:  # noqa: BLE001 - an undecodable clip: skip the question, say why
+            kind = err.kind if isinstance(err, AudioIntegrityError) else "audio_unreadable"
+            skipped.append(_skip(q, kind, f"{type(err).__name__}: {err}"))
+    usable = decodable
 
     journal_path = stage_dir / "cot.partial.jsonl"
     journal = JsonlJournal(journal_path)
+    if journal.records()[:1] != [{"kind": "inputs", "key": key}]:
+        journal.close()  # a journal of other inputs (questions, clips, thinker, settings): start afresh
+        journal_path.unlink()
+        journal = JsonlJournal(journal_path)
+        journal.append({"kind": "inputs", "key": key})
     done_chunks = {r["chunk"] for r in journal.records() if r.get("kind") == "chunk_done"}
     chunks = [usable[i:i + CHUNK_QUESTIONS] for i in range(0, len(usable), CHUNK_QUESTIONS)]
     todo = [i for i in range(len(chunks)) if i not in done_chunks]
@@ -205,6 +263,9 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
 
     records = read_jsonl(journal_path)
     complete = {r["chunk"] for r in records if r.get("kind") == "chunk_done"}
+    if complete != set(range(len(chunks))):  # never publish from a journal this run did not finish
+        raise RuntimeError(f"{journal_path}: {len(chunks) - len(complete)} of {len(chunks)} chunks are not done; "
+                           "rerun think to finish them")
     samples = {}
     for r in records:  # a chunk cut short by a kill is redone in full; keep only completed chunks' samples
         if r.get("kind") == "sample" and r["chunk"] in complete:
@@ -233,6 +294,8 @@ def think(profile: Profile, run_dir: str | Path, *, thinker: str | None = None, 
         "wall_s": round(wall, 2), "resumed_chunks": len(done_chunks),
         "samples_per_s": round(len(cot) / wall, 2) if wall and not done_chunks else None,
         "generation": generation, "inputs_key": key, "reused": False,
+        "skipped_by_reason": dict(sorted(Counter(s["reason"] for s in skipped).items())),
+        "cot_sha256": _file_hash(stage_dir / "cot.jsonl"),
     }
     write_json(stage_dir / "stats.json", stats)
     return stats

@@ -28,9 +28,10 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from cogito_lib.config import DATASET_ENV, ConfigError, Profile, num_workers
-from cogito_lib.io import (JsonlJournal, atomic_write_bytes, clean_stage_dir, encode_wav, read_json, read_jsonl,
-                           stable_id, write_json, write_jsonl)
+from cogito_lib.io import (AUDIO_HASH, JsonlJournal, atomic_write_bytes, clean_stage_dir, clip_problem, content_hash,
+                           encode_wav, read_json, read_jsonl, stable_id, write_json, write_jsonl)
 from cogito_lib.layout import COLLECT as STAGE_DIR
+from cogito_lib.layout import writes_stage
 
 from .audio import AudioError, load_clip, use_torch_threads
 from .base import ScanResult, SourceError, SourceItem
@@ -82,7 +83,8 @@ def make_dataset_clip(task: dict, stage_dir: str, sample_rate: int, max_clip_s: 
     try:
         samples, info = load_clip(item["audio"], target_rate=sample_rate, max_s=max_clip_s)
         wav_rel = f"audio/{task['clip_id']}.wav"
-        atomic_write_bytes(Path(stage_dir) / wav_rel, encode_wav(samples, sample_rate))
+        data = encode_wav(samples, sample_rate)
+        atomic_write_bytes(Path(stage_dir) / wav_rel, data)
     except AudioError as err:
         return {"failure": _failure(task, err.reason, err.detail)}
     except Exception as err:  # noqa: BLE001 - any other decoding error is logged, the stage goes on
@@ -101,6 +103,7 @@ def make_dataset_clip(task: dict, stage_dir: str, sample_rate: int, max_clip_s: 
         "layers": layers_of(facts), "split": SPLIT, "truncated": info["truncated"],
         "source_rate": info["source_rate"], "source_channels": info["source_channels"],
         "source_info": item["info"], "metadata_row": item["where"],
+        AUDIO_HASH: content_hash(data),  # later stages and reruns check the clip against it
     }
     return {"record": record}
 
@@ -181,7 +184,9 @@ def scan_datasets(profile: Profile, names: Iterable[str], *, progress: bool = Tr
 # ---------------------------------------------------------------------------------------------------------------
 # the stage
 
-def _previous_records(stage_dir: Path, fp: str) -> dict[str, dict]:
+def _previous_records(stage_dir: Path, fp: str, remade: collections.Counter | None = None) -> dict[str, dict]:
+    """Records of clips already done whose wav is still the one written then (content hash); the others are
+    counted in `remade` by reason and decoded again."""
     done: dict[str, dict] = {}
     stats = read_json(stage_dir / "stats.json", default={}) or {}
     if stats.get("sources_fingerprint") == fp:
@@ -189,7 +194,15 @@ def _previous_records(stage_dir: Path, fp: str) -> dict[str, dict]:
     for entry in read_jsonl(stage_dir / JOURNAL):
         if entry.get("fingerprint") == fp and isinstance(entry.get("record"), dict):
             done[entry["record"]["clip_id"]] = entry["record"]
-    return {cid: r for cid, r in done.items() if (stage_dir / r["audio_path"]).exists()}
+    kept = {}
+    for cid, r in done.items():
+        expected = r.get(AUDIO_HASH) if isinstance(r.get(AUDIO_HASH), str) else None
+        problem = clip_problem(stage_dir / r["audio_path"], expected)
+        if problem is None:
+            kept[cid] = r if expected else {**r, AUDIO_HASH: content_hash((stage_dir / r["audio_path"]).read_bytes())}
+        elif remade is not None:
+            remade[problem[0]] += 1
+    return kept
 
 
 def summarise(records: list[dict], failures: list[dict]) -> dict:
@@ -233,6 +246,7 @@ def _enrich(profile: Profile, records: list[dict], stage_dir: Path, progress: bo
     return result
 
 
+@writes_stage(lambda arguments: arguments["out_subdir"])
 def collect_datasets(profile: Profile, run_dir: str | Path, *, num_clips: int | None = None,
                      seed: int | None = None, workers: int | None = None, out_subdir: str = STAGE_DIR,
                      progress: bool = True) -> dict:
@@ -270,7 +284,8 @@ def collect_datasets(profile: Profile, run_dir: str | Path, *, num_clips: int | 
                       "line": bad.line, "detail": bad.detail} for bad in result.bad_rows]
 
     order = {name: shuffled(scan["result"].items, seed, name) if scan["result"] else [] for name, scan in scans.items()}
-    done = _previous_records(stage_dir, fp)
+    remade: collections.Counter = collections.Counter()
+    done = _previous_records(stage_dir, fp, remade)
     resumed_ids = set(done)
     chosen: dict[str, list[dict]] = {name: [] for name in wanted}
     position = {name: 0 for name in wanted}
@@ -366,6 +381,7 @@ def collect_datasets(profile: Profile, run_dir: str | Path, *, num_clips: int | 
         "clips_per_s": round(decoded / wall_s, 3) if wall_s > 0 else 0.0, "workers": workers,
         "resumed": len(resumed_ids & {r["clip_id"] for r in manifest}), "split": SPLIT, "seed": seed,
         "sample_rate": sample_rate, "max_clip_s": max_clip_s, "sources_fingerprint": fp,
+        "remade": dict(sorted(remade.items())),
     }
     if enrichment is not None:
         stats["enrichment"] = enrichment

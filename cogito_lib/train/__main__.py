@@ -8,9 +8,10 @@ import os
 import sys
 from typing import Any, Sequence
 
-from ..config import load_profile, resolve_run_dir
+from ..config import ConfigError, load_profile, resolve_run_dir
 from ..distill import run_variants
-from ..layout import VARIANTS
+from ..io import DEBUG_HELP, LOCK_WAIT_ENV, cli_main
+from ..layout import VARIANTS, MissingInput
 
 
 def _parse_value(text: str) -> Any:
@@ -36,7 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--first-round-only", action="store_true",
                         help="leave later self-distillation rounds (train.rounds > 1) to a later call")
+    parser.add_argument("--wait", action="store_true",
+                        help="wait while another process writes 06 of the run dir (default: stop)")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
+    if args.wait:
+        os.environ[LOCK_WAIT_ENV] = "1"
+    return cli_main(lambda: _train(parser, args), debug=args.debug, usage_errors=(ConfigError, MissingInput))
+
+
+def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {"train.max_steps": args.max_steps, "train.learning_rate": args.learning_rate,
                                  "train.threads": args.threads}
     for item in args.set:

@@ -9,8 +9,10 @@ Layout of `RUN_DIR/<out_subdir>/`:
     tts-cache/               espeak-ng outputs per (text, voice, rate) (deterministic, only saves time)
 
 Resume: a clip counts as done when its journal (or final manifest) line exists for the same world fingerprint
-and its wav exists; everything else is made again. Because clips are deterministic, a run killed with `kill -9`
-and rerun ends with the same manifest, failures and wavs as an uninterrupted run. Failures are not journalled:
+and its wav is the one written then (its content hash, `audio_sha256` in the record); everything else is made
+again, and a wav found missing, cut short or changed is counted by reason in stats.json (`remade`). Because clips
+are deterministic, a run killed with `kill -9` and rerun ends with the same manifest, failures and wavs as an
+uninterrupted run. Failures are not journalled:
 each run retries them once (they are usually environmental, e.g. espeak-ng missing), so a rerun after fixing the
 cause fills them in, and a deterministic failure is simply reported again.
 """
@@ -24,9 +26,10 @@ import time
 from pathlib import Path
 
 from cogito_lib.config import Profile, WorldConfig, num_workers
-from cogito_lib.io import (JsonlJournal, atomic_write_bytes, clean_stage_dir, encode_wav, read_json, read_jsonl,
-                           stable_id, write_json, write_jsonl)
+from cogito_lib.io import (AUDIO_HASH, JsonlJournal, atomic_write_bytes, clean_stage_dir, clip_problem,
+                           content_hash, encode_wav, read_json, read_jsonl, stable_id, write_json, write_jsonl)
 from cogito_lib.layout import COLLECT as STAGE_DIR
+from cogito_lib.layout import writes_stage
 from cogito_lib.world.facts import FACT_KINDS, LAYERS
 from cogito_lib.world.scenes import MODALITIES, clip_id, generate_clip
 from cogito_lib.world.tts import TTSError
@@ -51,7 +54,9 @@ def make_clip(world: WorldConfig, world_seed: int, split: str, index: int, stage
     """Worker task: synthesise one clip, write its wav atomically, return {'record': ...} or {'failure': ...}."""
     try:
         audio, record = generate_clip(world, world_seed, index, split, tts_cache=Path(stage_dir) / TTS_CACHE)
-        atomic_write_bytes(Path(stage_dir) / record["audio_path"], encode_wav(audio, world.sample_rate))
+        data = encode_wav(audio, world.sample_rate)
+        atomic_write_bytes(Path(stage_dir) / record["audio_path"], data)
+        record[AUDIO_HASH] = content_hash(data)  # later stages and reruns check the clip against it
         return {"record": record}
     except Exception as err:  # noqa: BLE001 - any synthesis error is logged with its reason; the stage goes on
         return {"failure": {"index": index, "clip_id": clip_id(split, world_seed, index),
@@ -62,8 +67,10 @@ def _make_clip_star(args: tuple) -> dict:
     return make_clip(*args)
 
 
-def _previous_records(stage_dir: Path, fingerprint: str, wanted: dict[int, str]) -> dict[int, dict]:
-    """Records of clips already done (final manifest of a finished run, then the journal), with their wav present."""
+def _previous_records(stage_dir: Path, fingerprint: str, wanted: dict[int, str],
+                      remade: collections.Counter | None = None) -> dict[int, dict]:
+    """Records of clips already done (final manifest of a finished run, then the journal) whose wav is still the one
+    written then; the others are counted in `remade` by reason (audio_missing, audio_truncated, ...)."""
     done: dict[int, dict] = {}
     stats = read_json(stage_dir / "stats.json", default={}) or {}
     if stats.get("world_fingerprint") == fingerprint:
@@ -71,8 +78,19 @@ def _previous_records(stage_dir: Path, fingerprint: str, wanted: dict[int, str])
     for entry in read_jsonl(stage_dir / JOURNAL):
         if entry.get("fingerprint") == fingerprint:
             done[entry["record"]["index"]] = entry["record"]
-    return {i: r for i, r in done.items()
-            if wanted.get(i) == r.get("clip_id") and (stage_dir / r["audio_path"]).exists()}
+    kept = {}
+    for i, r in done.items():
+        if wanted.get(i) != r.get("clip_id"):
+            continue
+        wav = stage_dir / r["audio_path"]
+        problem = clip_problem(wav, r.get(AUDIO_HASH) if isinstance(r.get(AUDIO_HASH), str) else None)
+        if problem is None:
+            if not isinstance(r.get(AUDIO_HASH), str):  # written before clips carried their hash: record it now
+                r = {**r, AUDIO_HASH: content_hash(wav.read_bytes())}
+            kept[i] = r
+        elif remade is not None:
+            remade[problem[0]] += 1
+    return kept
 
 
 def _run_tasks(tasks: list[tuple], workers: int):
@@ -101,6 +119,7 @@ def summarise(records: list[dict], failures: list[dict]) -> dict:
     }
 
 
+@writes_stage(lambda arguments: arguments["out_subdir"])
 def collect(profile: Profile, run_dir: str | Path, *, num_clips: int | None = None, seed: int | None = None,
             split: str = "curation", out_subdir: str = STAGE_DIR, workers: int | None = None,
             progress: bool = True) -> dict:
@@ -120,7 +139,8 @@ def collect(profile: Profile, run_dir: str | Path, *, num_clips: int | None = No
     fingerprint = world_fingerprint(world, world_seed, split)
 
     wanted = {i: clip_id(split, world_seed, i) for i in range(num_clips)}
-    records = _previous_records(stage_dir, fingerprint, wanted)
+    remade: collections.Counter = collections.Counter()
+    records = _previous_records(stage_dir, fingerprint, wanted, remade)
     resumed = len(records)
     tasks = [(world, world_seed, split, i, str(stage_dir)) for i in range(num_clips) if i not in records]
     failures: list[dict] = []
@@ -145,7 +165,11 @@ def collect(profile: Profile, run_dir: str | Path, *, num_clips: int | None = No
     wall_s = time.perf_counter() - start
     stats = {"num_requested": num_clips, **summarise(manifest, failures), "wall_s": round(wall_s, 3),
              "clips_per_s": round(len(tasks) / wall_s, 3) if wall_s > 0 else 0.0, "workers": workers,
-             "resumed": resumed, "split": split, "world_seed": world_seed, "world_fingerprint": fingerprint}
+             "resumed": resumed, "split": split, "world_seed": world_seed, "world_fingerprint": fingerprint,
+             "remade": dict(sorted(remade.items()))}
+    if remade:
+        print(f"collect: made {sum(remade.values())} clip(s) again whose wav had changed since it was written "
+              f"({', '.join(f'{k} {n}' for k, n in sorted(remade.items()))})", file=sys.stderr)
     write_json(stage_dir / "stats.json", stats)
     (stage_dir / JOURNAL).unlink(missing_ok=True)
     return stats

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Profile
-from ..io import read_json, read_jsonl, stable_id, write_json, write_jsonl
+from ..io import AUDIO_HASH, clip_problem, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from ..layout import EVAL as STAGE
 from ..layout import data_code_hash
 from ..mmar import LAYERS, MODALITIES, load_meta, normalise_category
@@ -169,6 +169,13 @@ def counts(items: list[dict]) -> dict:
     }
 
 
+def _clips_intact(folder: Path) -> bool:
+    """Is every clip of a built MMAR-synth still the one written (content hash)? If not, building again remakes
+    the damaged clips (the same bytes) and keeps the rest."""
+    return all(clip_problem(folder / c["audio_path"], c.get(AUDIO_HASH)) is None
+               for c in read_jsonl(folder / "manifest.jsonl"))
+
+
 def build_mmar_synth(profile: Profile, run_dir: str | Path, *, num_items: int | None = None,
                      seed: int | None = None, progress: bool = True) -> dict:
     """Build (or reuse) MMAR-synth in `RUN_DIR/07-mmar-evaluation/mmar-synth/`; return its synth.json record.
@@ -183,7 +190,7 @@ def build_mmar_synth(profile: Profile, run_dir: str | Path, *, num_items: int | 
     folder = synth_dir(run_dir)
     key = _fingerprint(profile, num_items, seed)
     info = read_json(folder / "synth.json")
-    if info and info.get("fingerprint") == key and (folder / META_NAME).exists():
+    if info and info.get("fingerprint") == key and (folder / META_NAME).exists() and _clips_intact(folder):
         return {**info, "meta": str(folder / META_NAME), "cached": True}   # the run dir may have moved
     num_clips = num_clips_for(num_items)
     stats = collect(profile, run_dir, num_clips=num_clips, seed=seed, split=SPLIT,
