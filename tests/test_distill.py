@@ -13,6 +13,7 @@ import pytest
 
 from cogito_lib.layout import BASE as BASE_STAGE
 from cogito_lib.layout import base_fingerprint as fingerprint
+from cogito_lib.layout import lock_path
 from cogito_lib.mmar import item_prompt as mmar_prompt_text
 from cogito_lib.config import load_profile
 from cogito_lib.distill import (STAGE, balance_survivors, build_training_sets, load_inputs, merged_thinker,
@@ -176,7 +177,7 @@ def test_skill_balance_reaches_self_distill_and_gold_cot_but_not_the_other_contr
 def test_variants_train_with_equal_steps_and_are_cached(run_dir):
     stats = run_variants(TINY, run_dir, progress=False)
     trained = stats["variants"]
-    assert set(trained) == {"self_distill", "answer_only", "no_audit", "base_cont", "gold_cot"}
+    assert set(trained) == {"self_distill", "answer_only", "answer_only_matched", "no_audit", "base_cont", "gold_cot"}
     for name, summary in trained.items():
         assert summary["status"] == "trained" and summary["steps"] == 2
         folder = run_dir / STAGE / name
@@ -413,3 +414,47 @@ def test_parallel_variants_get_the_whole_profile_and_self_distill_keeps_its_roun
         sets = {cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--set"}
         assert {"train.seed=20000", "base.world_seed=21001", "train.rounds=2"} <= sets
         assert ("--first-round-only" in cmd) == (cmd[cmd.index("--variant") + 1] != "self_distill")
+
+
+def test_parallel_matched_controls_start_after_self_distill_s_rounds(tmp_path, monkeypatch):
+    """With later rounds, gold_cot and answer_only_matched need every round's survivors: the launcher starts them
+    only once self_distill's process (which runs the rounds) has ended, and lets them train (no first-round-only)."""
+    import cogito_lib.distill as distill
+
+    from cogito_lib.io import LOCK_TOKEN_ENV
+
+    events, tokens = [], []
+
+    class Proc:
+        def __init__(self, cmd, **kwargs):
+            self.name = cmd[cmd.index("--variant") + 1]
+            self.cmd, self.polls, self.returncode = cmd, 0, None
+            events.append(("start", self.name, "--first-round-only" in cmd))
+            tokens.append(kwargs["env"].get(LOCK_TOKEN_ENV))
+
+        def poll(self):
+            self.polls += 1
+            if self.polls < (3 if self.name == "self_distill" else 1):
+                return None
+            if ("end", self.name) not in events:
+                events.append(("end", self.name))
+            self.returncode = 0
+            return 0
+
+    monkeypatch.setattr(distill.subprocess, "Popen", Proc)
+    monkeypatch.setattr(distill.time, "sleep", lambda s: None)
+    profile = load_profile("tiny", {"train.rounds": 3})
+    names = ["gold_cot", "answer_only", "self_distill", "answer_only_matched", "base_cont"]
+    codes = distill.launch_parallel(profile, tmp_path, names, processes=2)
+    assert set(codes) == set(names)
+    end = events.index(("end", "self_distill"))
+    for name in ("gold_cot", "answer_only_matched"):
+        assert events.index(("start", name, False)) > end
+    assert ("start", "answer_only", True) in events and ("start", "self_distill", False) in events
+    # every worker writes 06 under the launcher's lock, which is gone once all have ended
+    assert len(tokens) == len(names) and len(set(tokens)) == 1 and tokens[0]
+    assert not lock_path(tmp_path, STAGE).exists()
+    # one round: nothing waits
+    events.clear()
+    distill.launch_parallel(load_profile("tiny"), tmp_path, names, processes=2)
+    assert ("start", "gold_cot", True) in events and ("start", "answer_only_matched", True) in events
