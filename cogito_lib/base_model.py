@@ -2,8 +2,11 @@
 
 It stands in for Qwen3-Omni-30B-A3B-Thinking: it hears and reasons, imperfectly. It is pretrained from scratch
 on a world split of its own (seeds disjoint from curation and evaluation) with gold, templated reasoning for the
-**atomic** skills only (`cogito_lib.world.skills`); composite questions are left for Cogito-pipe to teach. The result
-is cached under a hash of everything that shapes it, so reruns skip training.
+**atomic** skills (`cogito_lib.world.skills`) and, as a share `base.chain_share` of its questions, gold chains of
+some **composite** skills (`base.chain_skills`), so that it chains its steps sometimes but not reliably, as the
+paper's thinking base does; Cogito-pipe's survivors then sharpen what it half knows. The **held-out** tier is never
+pretrained (nor annotated): MMAR-synth asks it to see whether chaining transfers. The result is cached under a hash
+of everything that shapes it, so reruns skip training.
 
 On a held-out check set it reports, per skill: pass@1 (greedy answer correct by MMAR's rule), judge-pass@1
 (greedy answer correct AND reasoning accepted by the metadata judge) and judge-pass@K (at least one of K samples
@@ -20,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import Profile
+from .config import ConfigError, Profile
 from .io import read_json, read_jsonl, write_json, write_jsonl
 from .judges import MetadataTraceJudge
 from .layout import BASE as STAGE
@@ -52,13 +55,43 @@ def make_questions(clips: list[dict], skills: list[str], seed: int, per_clip: in
     return out
 
 
-def tokenizer_corpus(questions: list[dict]) -> list[str]:
-    """Text the tiny tokenizer is trained on: prompts, reasoning and answers, plus every skill's question
-    wording (composite included, so later stages do not meet unknown words)."""
+def tokenizer_corpus(questions: list[dict], *, reasoning: bool = True) -> list[str]:
+    """Text the tiny tokenizer is trained on: prompts and answers, and the reasoning unless `reasoning` is False."""
     corpus = []
     for q in questions:
-        corpus += [item_prompt(q), q["thinking"], q["answer"]]
+        corpus += [item_prompt(q), q["answer"]] + ([q["thinking"]] if reasoning else [])
     return corpus
+
+
+def chain_skills(profile: Profile) -> list[str]:
+    """The composite skills whose gold chains the base is pretrained on (`base.chain_skills`; empty = all)."""
+    composite = skills_of("composite")
+    names = list(profile.base.chain_skills) or composite
+    wrong = [name for name in names if name not in composite]
+    if wrong:
+        raise ConfigError(f"base.chain_skills: {', '.join(map(repr, wrong))} are not composite skills; allowed: "
+                          f"{', '.join(composite)} (the held-out tier is never pretrained)")
+    return names
+
+
+def pretraining_questions(profile: Profile, clips: list[dict], world_dir: Path) -> list[dict]:
+    """The base's pretraining questions: `questions_per_clip` atomic questions per clip, then composite chains
+    making up `chain_share` of the whole, drawn round-robin over `chain_skills` so that rare skills are not
+    crowded out (each with its gold reasoning)."""
+    b = profile.base
+    atomic = make_questions(clips, skills_of("atomic"), b.world_seed, b.questions_per_clip, world_dir)
+    if b.chain_share <= 0:
+        return atomic
+    target = round(b.chain_share / (1.0 - b.chain_share) * len(atomic))
+    pool = make_questions(clips, chain_skills(profile), b.world_seed + 2, 2, world_dir)
+    rng = np.random.default_rng([b.world_seed, 3])
+    by_skill: dict[str, list[dict]] = defaultdict(list)
+    for i in rng.permutation(len(pool)):
+        by_skill[pool[i]["skill"]].append(pool[i])
+    queues = [by_skill[name] for name in sorted(by_skill)]
+    chains = [queue[depth] for depth in range(max(map(len, queues), default=0)) for queue in queues
+              if depth < len(queue)][:target]
+    return atomic + chains
 
 
 @writes_stage(STAGE)
@@ -70,6 +103,7 @@ def pretrain_base(profile: Profile, run_dir: str | Path, *, progress: bool = Tru
     if profile.models.base != "tiny":
         raise ValueError(f"models.base is {profile.models.base!r}: only the miniature ('tiny') is pretrained here")
     b = profile.base
+    chain_skills(profile)  # a wrong skill name stops here, before any work
     key = base_fingerprint(profile)
     model_dir = base_dir(profile, run_dir)
     info_path = model_dir / "base.json"
@@ -81,11 +115,15 @@ def pretrain_base(profile: Profile, run_dir: str | Path, *, progress: bool = Tru
     threads = set_threads(b.threads)
     world_dir, clips, world_stats = _world(profile, run_dir, seed=b.world_seed, num_clips=b.num_clips,
                                            split="pretrain", progress=progress)
-    questions = make_questions(clips, skills_of("atomic"), b.world_seed, b.questions_per_clip, world_dir)
+    questions = pretraining_questions(profile, clips, world_dir)
     write_jsonl(path(run_dir, "pretrain"), questions)
+    # every skill's wording reaches the tokenizer (later stages meet no unknown words); the reasoning of skills
+    # the base is not pretrained on does not
+    few = clips[: max(50, len(clips) // 10)]
     corpus = tokenizer_corpus(questions)
-    corpus += tokenizer_corpus(make_questions(clips[: max(50, len(clips) // 10)], skills_of("composite"),
-                                              b.world_seed + 1, 3, world_dir))
+    corpus += tokenizer_corpus(make_questions(few, skills_of("composite"), b.world_seed + 1, 3, world_dir))
+    corpus += tokenizer_corpus(make_questions(few, skills_of("heldout"), b.world_seed + 1, 3, world_dir),
+                               reasoning=False)
     init_dir = model_dir / "init"
     if init_dir.exists():
         shutil.rmtree(init_dir)
@@ -114,6 +152,7 @@ def pretrain_base(profile: Profile, run_dir: str | Path, *, progress: bool = Tru
         "size": b.size, "parameters": count_parameters(model), "audio_frozen": frozen,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad), "threads": threads,
         "pretrain_clips": len(clips), "pretrain_questions": len(questions),
+        "pretrain_by_tier": dict(sorted(_count(q["tier"] for q in questions).items())),
         "pretrain_skills": dict(sorted(_count(q["skill"] for q in questions).items())),
         "world_clips_per_s": world_stats["clips_per_s"], **summarise_log(logs),
     }

@@ -113,6 +113,11 @@ class BaseConfig:
     world_seed: int = 1001  # world seed of the pretraining split (disjoint from curation and evaluation)
     num_clips: int = 2100  # pretraining clips
     questions_per_clip: int = 2  # atomic questions per pretraining clip
+    # gold reasoning chains of composite questions in pretraining, so that the base reasons imperfectly on composite
+    # questions as the paper's thinking base does: their share of all pretraining questions (0 = atomic only) and
+    # which composite skills they ask (empty = every composite skill). The held-out tier is never pretrained.
+    chain_share: float = 0.0
+    chain_skills: tuple[str, ...] = ()
     steps: int = 400  # optimisation steps
     batch_size: int = 16  # sequences per step
     learning_rate: float = 3e-3  # AdamW peak learning rate (cosine decay after warm-up)
@@ -296,7 +301,7 @@ def _tiny() -> Profile:
         world=WorldConfig(min_duration_s=1.5, max_duration_s=2.5, max_events=3),
         collect=CollectConfig(num_clips=14, seed=11, workers=2),
         base=BaseConfig(size="tiny-whisper", num_clips=28, steps=6, batch_size=4, warmup_steps=1, check_clips=7,
-                        check_samples=2, max_new_tokens=48),
+                        check_samples=2, max_new_tokens=48, chain_share=0.25),
         annotate=AnnotateConfig(num_seed_questions=20),
         think=ThinkConfig(num_samples=2, max_new_tokens=48, batch_size=8),
         train=TrainConfig(batch_size=4, max_steps=4, replay_atomic=8, warmup_steps=1, checkpoint_every=2),
@@ -309,10 +314,11 @@ def _mini() -> Profile:
         name="mini",
         description="laptop default: the whole miniature loop on a CPU in minutes",
         requires_gpu=False,
-        # three self-distillation rounds, each sampling with the previous round's model; every control trains
-        # as many steps as the three rounds together
+        # a base that already chains steps, imperfectly (a fifth of its pretraining questions are composite chains),
+        # sampled by the paper's stage 3 (no plan guidance); three self-distillation rounds, each sampling with the
+        # previous round's model; every control trains as many steps as the three rounds together
+        base=BaseConfig(chain_share=0.2),
         train=TrainConfig(rounds=3, parallel=2),
-        think=ThinkConfig(plan_samples=2),
     )
 
 
@@ -495,6 +501,10 @@ def _validate(profile: Profile) -> None:
     if not 0 <= profile.think.plan_samples <= profile.think.num_samples:
         raise ConfigError("think.plan_samples must be >= 0 and <= think.num_samples (each plan-guided sample grows "
                           "from one of the first plain samples' listing); 0 turns plan guidance off")
+    b = profile.base
+    if not 0.0 <= b.chain_share < 1.0:
+        raise ConfigError(f"base.chain_share = {b.chain_share}: the share of composite chains among the pretraining "
+                          "questions must be >= 0 and < 1 (0 = atomic skills only)")
     if not profile.llm.timeout_s > 0 or profile.llm.retries < 0 or profile.llm.backoff_max_s < 0:
         raise ConfigError("llm.timeout_s must be > 0 seconds, llm.retries >= 0 and llm.backoff_max_s >= 0 seconds")
     if profile.train.skill_target < 0:

@@ -12,7 +12,13 @@ saved as its own adapter in `RUN_DIR/06-self-distillation-training/<variant>/ada
 - `no_audit`: every thinker sample (04/cot.jsonl), rejected ones included: what the audit is worth;
 - `base_cont`: the base's own atomic pretraining data (01): what more of the same training gives;
 - `gold_cot`: ground-truth reasoning (`skills.reasoning_text` of the question's listing and steps) for the
-  survivors' questions: reasoning that is always right.
+  survivors' questions: reasoning that is always right;
+- `answer_only_matched`: the survivors' questions with their labels, answer without reasoning: the same questions,
+  weighted alike, as `self_distill` and `gold_cot`, so that reasoning and label meet on equal terms (`answer_only`
+  has every annotated question, several times as many).
+
+The matched variants (`gold_cot`, `answer_only_matched`) are built from the survivors of every round the final
+self-distilled model trained on (`matched_survivors`): with `train.rounds` R > 1 they train after round R.
 
 `train.skill_target` > 0 (an option beyond the paper, off in every profile) balances the survivors by skill before
 `self_distill` and `gold_cot` are built (`balance_survivors`), so that a skill the base already solves does not fill
@@ -43,8 +49,8 @@ import numpy as np
 from .config import Profile, profile_overrides
 from .io import from_portable, portable, read_json, read_jsonl, stable_id, write_json, write_jsonl
 from .layout import BASE as BASE_STAGE
-from .layout import (CACHE, COLLECT, FILES, QA, TRAIN, VARIANTS, base_model_path, frontend_cache, in_run,
-                     link_stages, path, require, round_name, stage_lock, writes_stage)
+from .layout import (CACHE, COLLECT, FILES, HEADLINE_MODEL, MATCHED, QA, TRAIN, VARIANTS, base_model_path,
+                     frontend_cache, in_run, link_stages, path, require, round_name, stage_lock, writes_stage)
 from .mmar import item_prompt
 from .models.audio import AudioCache
 from .env import set_threads
@@ -61,10 +67,12 @@ VARIANT_TEXT = {
     "no_audit": "every thinker sample, rejected ones included",
     "base_cont": "the base's own atomic pretraining data (more of the same training)",
     "gold_cot": "ground-truth reasoning for the survivors' questions",
+    "answer_only_matched": "the survivors' questions' labels, answer without reasoning (the same questions as "
+                           "self_distill and gold_cot)",
 }
 SURVIVORS = FILES["survivors"].relative
 PRETRAIN = FILES["pretrain"].relative
-BALANCED = ("self_distill", "gold_cot")  # the variants built from the survivors, skill-balanced alike
+BALANCED = (HEADLINE_MODEL, *MATCHED)  # built from the survivors, skill-balanced alike
 
 
 @dataclass
@@ -96,15 +104,33 @@ def variant_list(text: str | Sequence[str] | None, profile: Profile) -> list[str
 
 
 # --------------------------------------------------------------------------------------------- training sets
-def load_inputs(run_dir: str | Path, *, survivors_path: Path | None = None) -> dict[str, Any]:
+def load_inputs(run_dir: str | Path, *, survivors_path: Path | None = None, rounds: int = 1) -> dict[str, Any]:
     """The files the variants are built from. qa.jsonl is required; the others may be absent or empty (a
-    variant without data is skipped and says why)."""
+    variant without data is skipped and says why). "matched" holds the survivors of rounds 1..`rounds` that
+    exist (`matched_survivors`), what the matched variants are built from."""
     run_dir = Path(run_dir)
     qa = read_jsonl(require(run_dir, "qa"))
     pretrain = [dict(q, audio_file=in_run(q["audio_file"], run_dir)) if q.get("audio_file") else q
                 for q in read_jsonl(path(run_dir, "pretrain"))]
-    return {"qa": qa, "cot": read_jsonl(path(run_dir, "cot")),
-            "survivors": read_jsonl(survivors_path or path(run_dir, "survivors")), "pretrain": pretrain}
+    survivors = read_jsonl(survivors_path or path(run_dir, "survivors"))
+    return {"qa": qa, "cot": read_jsonl(path(run_dir, "cot")), "survivors": survivors, "pretrain": pretrain,
+            "matched": survivors if survivors_path else matched_survivors(run_dir, rounds)}
+
+
+def round_survivors_path(run_dir: str | Path, round_index: int) -> Path:
+    """Where round `round_index`'s audited survivors are (round 1: the run dir's own stage 4)."""
+    if round_index <= 1:
+        return path(run_dir, "survivors")
+    return Path(run_dir) / STAGE / f"round{round_index}" / "run" / SURVIVORS
+
+
+def matched_survivors(run_dir: str | Path, rounds: int) -> list[dict]:
+    """The survivors of rounds 1..`rounds` (those written so far), in round order: every trace the final
+    self-distilled model was trained on, before skill balance. The matched variants use their questions."""
+    out = []
+    for round_index in range(1, max(1, rounds) + 1):
+        out.extend(read_jsonl(round_survivors_path(run_dir, round_index)))
+    return out
 
 
 def _audio(run_dir: Path, record: dict) -> str:
@@ -113,8 +139,9 @@ def _audio(run_dir: Path, record: dict) -> str:
 
 
 def replay_examples(inputs: dict, count: int, seed: int) -> list[SFTExample]:
-    """A fixed, seeded draw of `count` atomic pretraining items (gold reasoning), the same for every variant."""
-    pool = inputs["pretrain"]
+    """A fixed, seeded draw of `count` atomic pretraining items (gold reasoning), the same for every variant
+    (composite chains in the pretraining data are never replayed: the variants differ only in their own data)."""
+    pool = [q for q in inputs["pretrain"] if q.get("tier", "atomic") == "atomic"]
     if count <= 0 or not pool:
         return []
     rng = np.random.default_rng(seed + 7919)
@@ -169,8 +196,10 @@ def balanced_inputs(inputs: dict, profile: Profile) -> dict:
     is kept under "balance"."""
     t = profile.train
     rows, report = balance_survivors(inputs["survivors"], t.skill_target, t.skill_max_repeat, t.seed)
-    return {**inputs, "survivors": rows, "balance": {"skill_target": t.skill_target,
-                                                     "skill_max_repeat": t.skill_max_repeat, "skills": report}}
+    matched, _ = balance_survivors(inputs.get("matched", inputs["survivors"]), t.skill_target, t.skill_max_repeat,
+                                   t.seed)
+    return {**inputs, "survivors": rows, "matched": matched,
+            "balance": {"skill_target": t.skill_target, "skill_max_repeat": t.skill_max_repeat, "skills": report}}
 
 
 def build_training_set(variant: str, inputs: dict, run_dir: str | Path, replay: Sequence[SFTExample] = ()) -> TrainingSet:
@@ -210,9 +239,17 @@ def build_training_set(variant: str, inputs: dict, run_dir: str | Path, replay: 
         own = [SFTExample(q["audio_file"], item_prompt(q), q["thinking"], q["answer"]) for q in pool]
         sources = {"pretraining_items": len(own)}
         note = "" if own else f"{PRETRAIN} not found (only the miniature's base has pretraining data here)"
+    elif variant == "answer_only_matched":
+        matched = inputs.get("matched", inputs["survivors"])
+        # one per survivor: the same questions, weighted as in self_distill and gold_cot; the label, no reasoning
+        own = [SFTExample(_audio(run_dir, q), item_prompt(q), None, q["answer"])
+               for q in (qa_by_id.get(r["question_id"], r) for r in matched)]
+        sources = {"survivors": len(matched), "questions": len({r["question_id"] for r in matched})}
+        note = "" if own else "no trace survived the audit"
     elif variant == "gold_cot":
         own, no_gold = [], 0
-        for r in inputs["survivors"]:  # one per survivor: the same questions, weighted as in self_distill
+        matched = inputs.get("matched", inputs["survivors"])
+        for r in matched:  # one per survivor: the same questions, weighted as in self_distill
             q = qa_by_id.get(r["question_id"], r)
             if not q.get("listing") or not q.get("steps"):
                 no_gold += 1
@@ -220,7 +257,8 @@ def build_training_set(variant: str, inputs: dict, run_dir: str | Path, replay: 
             own.append(SFTExample(_audio(run_dir, q), item_prompt(q),
                                   reasoning_text(q["listing"], [tuple(s) for s in q["steps"]], q["answer"]),
                                   q["answer"]))
-        sources = {"survivors": len(inputs["survivors"]), "without_gold_reasoning": no_gold}
+        sources = {"survivors": len(matched), "questions": len({r["question_id"] for r in matched}),
+                   "without_gold_reasoning": no_gold}
         note = "" if own else "no survivors with gold reasoning (listing and steps)"
     else:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
@@ -446,22 +484,27 @@ def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] 
     run_dir = Path(run_dir)
     stage_dir = run_dir / STAGE
     names = variant_list(variants, profile)
-    inputs = load_inputs(run_dir)
+    rounds = max(1, profile.train.rounds)
+    inputs = load_inputs(run_dir, rounds=rounds)
     sets = build_training_sets(profile, run_dir, names, inputs=inputs)
     steps = planned_steps(profile, sets, inputs)
-    control_steps = steps * max(1, profile.train.rounds)
+    control_steps = steps * rounds
     base = base_model_path(profile, run_dir)
     threads = set_threads(profile.train.threads)
     results: dict[str, dict] = {}
+    # with R > 1 rounds the matched variants wait for the last round: its survivors are part of their data
+    wait = [name for name in names if name in MATCHED and rounds > 1 and "self_distill" in profile.train.variants]
     for name in names:
         tset = sets[name]
+        if name in wait:
+            continue
         if not tset.examples:
             results[name] = {"variant": name, "status": "skipped", "reason": tset.note, "steps": 0, "examples": 0}
             continue
         # with R rounds the final self-distilled model has had R x steps of fine-tuning: so have the controls
         variant_steps = steps if name == "self_distill" else control_steps
         results[name] = train_variant(profile, stage_dir / name, tset, variant_steps, base=base, progress=progress)
-    if later_rounds and profile.train.rounds > 1 and "self_distill" in names \
+    if later_rounds and rounds > 1 and "self_distill" in names \
             and results["self_distill"].get("status") == "trained":
         previous = results["self_distill"]
         for round_index in range(2, profile.train.rounds + 1):
@@ -472,6 +515,23 @@ def run_variants(profile: Profile, run_dir: str | Path, variants: Sequence[str] 
             results[round_name(round_index)] = previous
             if previous.get("status") != "trained":
                 break
+    rounds_done = "self_distill" in names or all(round_survivors_path(run_dir, r).exists()
+                                                 for r in range(2, rounds + 1))
+    if wait and later_rounds and rounds_done:
+        inputs = load_inputs(run_dir, rounds=rounds)  # now with every round's survivors
+        later = build_training_sets(profile, run_dir, wait, inputs=inputs)
+        sets.update(later)
+        for name, tset in later.items():
+            if not tset.examples:
+                results[name] = {"variant": name, "status": "skipped", "reason": tset.note, "steps": 0,
+                                 "examples": 0}
+                continue
+            results[name] = train_variant(profile, stage_dir / name, tset, control_steps, base=base,
+                                          progress=progress)
+    for name in wait:
+        results.setdefault(name, {"variant": name, "status": "waiting", "steps": 0, "examples": 0,
+                                  "reason": f"built from the survivors of all {rounds} rounds: trains after the "
+                                            "last round"})
     stats = {"steps": steps, "control_steps": control_steps, "base": str(base), "threads": threads, "variants": results,
              "training_sets": {name: s.summary() for name, s in sets.items()},
              "replay_atomic": profile.train.replay_atomic}
@@ -492,10 +552,11 @@ def launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Seque
                     overrides: dict[str, Any] | None = None, log_dir: str | Path | None = None) -> dict[str, int]:
     """Train independent variants as separate processes with one torch thread each, `processes` at a time
     (~1.3x the throughput of one process on 2 cores). `self_distill` runs its later rounds (`train.rounds`) in its
-    own process, so the rounds' sampling and training overlap the controls' training; it starts first. Each
-    process gets `profile` (every value that differs from its named profile, seeds included) and `overrides`.
-    Returns each variant's exit code; logs are in `log_dir` (default `RUN_DIR/06-.../logs/`). The worker
-    processes write 06 under this process's lock (no other writer meanwhile)."""
+    own process, so the rounds' sampling and training overlap the controls' training; it starts first. With later
+    rounds, the matched controls (`layout.MATCHED`, built from every round's survivors) start once that process
+    has finished. Each process gets `profile` (every value that differs from its named profile, seeds included)
+    and `overrides`. Returns each variant's exit code; logs are in `log_dir` (default `RUN_DIR/06-.../logs/`).
+    The worker processes write 06 under this process's lock (no other writer meanwhile)."""
     with stage_lock(run_dir, STAGE, share=True):
         return _launch_parallel(profile, run_dir, variants, processes=processes, overrides=overrides,
                                 log_dir=log_dir)
@@ -505,7 +566,7 @@ def _launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Sequ
                      overrides: dict[str, Any] | None, log_dir: str | Path | None) -> dict[str, int]:
     import json
 
-    from .config import profile_changes
+    from .config import load_profile, profile_changes
 
     run_dir = Path(run_dir)
     log_dir = Path(log_dir or run_dir / STAGE / "logs")
@@ -516,10 +577,17 @@ def _launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Sequ
     sets = [f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in values.items() if v is not None]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     pending = sorted(dict.fromkeys(variants), key=lambda v: v != "self_distill")
+    rounds = values.get("train.rounds", (load_profile(profile) if isinstance(profile, str) else profile).train.rounds)
+    after_rounds = set(MATCHED) if rounds > 1 and "self_distill" in pending else set()
     running, codes = {}, {}
     while pending or running:
-        while pending and len(running) < max(1, processes):
-            name = pending.pop(0)
+        while len(running) < max(1, processes):
+            rounds_done = "self_distill" in codes
+            ready = [v for v in pending if v not in after_rounds or rounds_done]
+            if not ready:
+                break
+            name = ready[0]
+            pending.remove(name)
             cmd = [sys.executable, "-m", "cogito_lib.train", "--profile", name_of, "--run-dir", str(run_dir),
                    "--variant", name, "--threads", "1"]
             if not os.environ.get(PROGRESS_LOG_ENV):  # bars only when the runner's progress log takes their lines
@@ -527,7 +595,7 @@ def _launch_parallel(profile: Profile | str, run_dir: str | Path, variants: Sequ
             for item in sets:
                 cmd += ["--set", item]
             cmd += ["--set", "base.threads=1"]  # the rounds' sampling too: one thread per process
-            if name != "self_distill":
+            if name != "self_distill" and name not in after_rounds:
                 cmd.append("--first-round-only")
             out = open(log_dir / f"{name}.log", "w")
             running[name] = (subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env), out)

@@ -235,8 +235,12 @@ def in_run(path: str, run_dir: str | Path) -> str:
 # ------------------------------------------------------------------------------------------------ model names
 BASE_MODEL = "base"  # notebook 07's name for the model before any fine-tuning
 HEADLINE_MODEL = "self_distill"  # the paper's method; its last round is the headline model
-VARIANTS: tuple[str, ...] = ("self_distill", "answer_only", "no_audit", "base_cont", "gold_cot")
-CONTROLS: tuple[str, ...] = (BASE_MODEL, "base_cont", "answer_only", "gold_cot", "no_audit")  # beside the headline
+VARIANTS: tuple[str, ...] = ("self_distill", "answer_only", "answer_only_matched", "no_audit", "base_cont",
+                             "gold_cot")
+CONTROLS: tuple[str, ...] = (BASE_MODEL, "base_cont", "answer_only", "answer_only_matched", "gold_cot",
+                             "no_audit")  # beside the headline
+# built from the survivors' questions (those of every round the final model trained on): reasoning or label, same questions
+MATCHED: tuple[str, ...] = ("gold_cot", "answer_only_matched")
 _ROUND = re.compile(rf"^{HEADLINE_MODEL}_round(\d+)$")
 
 

@@ -16,9 +16,11 @@ selected notebook declares `SEED`, every seed would be the same run, so nothing 
 The summary reads each run dir's `07-mmar-evaluation/summary.json` (written by notebook 07) and writes
 `RUNS_ROOT/<profile>-headline/headline.md` and `headline.json`: per model, accuracy overall and per tier in each
 seed with its 95% item-bootstrap interval, the mean and standard deviation over seeds, and the same for the
-paired difference to the base; MMAR-Rubrics and CRS per seed; and self_distill minus every control (base,
-base_cont, answer_only, gold_cot, no_audit), overall and per tier, pooled over seeds with a 95% interval from a
-paired bootstrap over items within each seed.
+paired difference to the base; MMAR-Rubrics and CRS per seed; the final self-distilled model minus every control
+(`cogito_lib.layout.CONTROLS`), overall, per tier (atomic, composite, held-out) and on MMAR-Rubrics, pooled over
+seeds with a 95% interval from a paired bootstrap over items within each seed; accuracy per skill; and the four
+bars of `cogito_lib.evaluate.headline_verdicts`, each stated as met or not met. When it ran the seeds, the wall
+time of the run is recorded too.
 """
 from __future__ import annotations
 
@@ -99,7 +101,19 @@ def run_seeds(profile: str, seeds: list[int], runs_root: Path, only: list[str] |
     return [s for s in seeds if s not in failed]
 
 
-def summarise(profile: str, seeds: list[int], runs_root: Path, out_dir: Path) -> dict:
+def code_version(root: Path = ROOT) -> str:
+    """The commit the code is at, and whether tracked files differ from it ("unknown" outside a git checkout)."""
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" with uncommitted changes" if dirty else "")
+
+
+def summarise(profile: str, seeds: list[int], runs_root: Path, out_dir: Path, wall_s: float | None = None) -> dict:
     """Write headline.md / headline.json from the seeds' run dirs that have notebook 07's summary."""
     run_dirs = {}
     for seed in seeds:
@@ -113,7 +127,13 @@ def summarise(profile: str, seeds: list[int], runs_root: Path, out_dir: Path) ->
         raise SystemExit(f"error: no seed has {STAGE}/summary.json under {runs_root}; run the pipeline first")
     summary = summarise_seeds(run_dirs)
     summary["run_dirs"] = {seed: str(path) for seed, path in run_dirs.items()}
-    markdown = f"# Headline: profile {profile}, {len(run_dirs)} seed(s)\n\n" + seeds_markdown(summary)
+    summary["code"] = code_version()
+    code = (f"Run and summarised at commit {summary['code']}." if wall_s is not None else
+            f"Summarised at commit {summary['code']} (from existing run dirs, which may be older).")
+    markdown = f"# Headline: profile {profile}, {len(run_dirs)} seed(s)\n\n{code} " + seeds_markdown(summary)
+    if wall_s is not None:
+        summary["wall_s"] = round(wall_s, 1)
+        markdown += f"\nWall time of the seeds' runs: {wall_s / 60:.1f} min.\n"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "headline.json", summary)
     atomic_write_text(out_dir / "headline.md", markdown)
@@ -134,10 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="output folder (default RUNS_ROOT/<profile>-headline)")
     args = parser.parse_args(argv)
     runs_root = Path(args.runs_root).resolve()
+    wall_s = None
     if not args.summary_only:
-        run_seeds(args.profile, args.seeds, runs_root, args.only, args.jobs)
+        started = time.perf_counter()
+        if run_seeds(args.profile, args.seeds, runs_root, args.only, args.jobs):
+            wall_s = time.perf_counter() - started
     out_dir = Path(args.out) if args.out else runs_root / f"{args.profile}-headline"
-    summarise(args.profile, args.seeds, runs_root, out_dir)
+    summarise(args.profile, args.seeds, runs_root, out_dir, wall_s)
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cogito_lib.world import skills
-from cogito_lib.config import load_profile, resolve_data_path
+from cogito_lib.config import ConfigError, load_profile, resolve_data_path
 from cogito_lib.io import read_json, read_jsonl
 from cogito_lib.mmar.rule import CATEGORIES, MODALITIES
 from cogito_lib.layout import StageFailed
@@ -68,6 +68,14 @@ def test_seed_pool_is_valid_and_covers_every_layer_and_modality():
     for seed in seeds:
         assert seed["answer"] in seed["choices"] and 2 <= len(seed["choices"]) <= 5
     assert len({s["id"] for s in seeds}) == len(seeds)
+
+
+def test_the_held_out_tier_is_never_annotated_and_has_no_seeds():
+    seeds = A.load_seed_pool(resolve_data_path(TINY.annotate.seed_pool))
+    held_out = set(skills.skills_of("heldout"))
+    assert held_out and not any(s["skill"] in held_out or s["tier"] == "heldout" for s in seeds)
+    with pytest.raises(ConfigError, match="held-out"):
+        A.MetadataAnnotator(seeds, tiers=("composite", "heldout"))
 
 
 def test_bad_seed_lines_are_reported_with_file_and_line(tmp_path):

@@ -62,7 +62,7 @@ def base_run(tmp_path_factory):
     rng = np.random.default_rng(0)
     questions = []
     for clip in clips:
-        for tier in skills.TIERS:  # at most one question of each tier per clip
+        for tier in skills.TRAINED_TIERS:  # at most one question of each tier the annotator writes, per clip
             question = next((q for q in (skills.make_question(clip, s, rng) for s in skills.skills_of(tier)) if q),
                             None)
             if question is None:

@@ -13,6 +13,7 @@ import pytest
 
 from cogito_lib.layout import BASE as BASE_STAGE
 from cogito_lib.layout import base_fingerprint as fingerprint
+from cogito_lib.layout import lock_path
 from cogito_lib.mmar import item_prompt as mmar_prompt_text
 from cogito_lib.config import load_profile
 from cogito_lib.distill import (STAGE, balance_survivors, build_training_sets, load_inputs, merged_thinker,
@@ -113,7 +114,8 @@ def test_lora_sits_on_the_language_model_only_and_the_audio_tower_is_frozen(run_
 
 def test_every_variant_builds_its_training_set(run_dir):
     inputs = load_inputs(run_dir)
-    sets = build_training_sets(TINY, run_dir, "self_distill,answer_only,no_audit,base_cont,gold_cot", inputs=inputs)
+    sets = build_training_sets(TINY, run_dir, "self_distill,answer_only,answer_only_matched,no_audit,base_cont,gold_cot",
+                               inputs=inputs)
     replay = sets["base_cont"].examples[sets["base_cont"].own:]
     assert len(replay) == 3 and all(s.examples[s.own:] == replay for s in sets.values())  # same replay for all
     assert sets["self_distill"].own == 3 and all(e.reasoning == THINKING for e in sets["self_distill"].examples[:3])
@@ -125,6 +127,11 @@ def test_every_variant_builds_its_training_set(run_dir):
     gold = reasoning_text(["loud low beep", "quiet high beep"], [("Low beeps", "loud low beep"), ("Count", "1")], "1")
     assert sets["gold_cot"].own == 3 and all(e.reasoning == gold for e in sets["gold_cot"].examples[:3])
     assert sets["base_cont"].own == 8
+    # the matched label control: the survivors' questions (as gold_cot), their labels, no reasoning
+    matched = sets["answer_only_matched"]
+    assert matched.own == 3 and all(e.reasoning is None and e.answer == "1" for e in matched.examples[:3])
+    assert [e.prompt_text for e in matched.examples[:3]] == [e.prompt_text for e in sets["gold_cot"].examples[:3]]
+    assert matched.sources == {"survivors": 3, "questions": 3}
     assert all(Path(e.audio_path).is_absolute() and Path(e.audio_path).exists()
                for s in sets.values() for e in s.examples)
     assert planned_steps(TINY, sets) == 2
@@ -170,7 +177,7 @@ def test_skill_balance_reaches_self_distill_and_gold_cot_but_not_the_other_contr
 def test_variants_train_with_equal_steps_and_are_cached(run_dir):
     stats = run_variants(TINY, run_dir, progress=False)
     trained = stats["variants"]
-    assert set(trained) == {"self_distill", "answer_only", "no_audit", "base_cont", "gold_cot"}
+    assert set(trained) == {"self_distill", "answer_only", "answer_only_matched", "no_audit", "base_cont", "gold_cot"}
     for name, summary in trained.items():
         assert summary["status"] == "trained" and summary["steps"] == 2
         folder = run_dir / STAGE / name
@@ -304,6 +311,41 @@ def test_with_later_rounds_the_controls_train_every_round_s_steps(tmp_path):
     assert len(read_jsonl(run_dir / STAGE / "base_cont" / "train_log.jsonl")) == 4
 
 
+def test_matched_controls_use_every_round_s_survivors_and_wait_for_the_last_round(tmp_path):
+    """With rounds=2, gold_cot and answer_only_matched are built from the survivors of rounds 1 and 2 (what the
+    final model trained on), and a call that does not run the rounds leaves them waiting rather than training them
+    on round 1 alone; replay never draws the base's composite chains."""
+    from cogito_lib.distill import matched_survivors, round_survivors_path
+
+    run_dir = make_run_dir(tmp_path / "matched")
+    pretrain = read_jsonl(run_dir / BASE_STAGE / "pretrain-questions.jsonl")
+    chain = dict(pretrain[0], id="chain", tier="composite")
+    write_jsonl(run_dir / BASE_STAGE / "pretrain-questions.jsonl", pretrain + [chain] * 20)
+    profile = load_profile("tiny", {"train.max_steps": 2, "train.replay_atomic": 8, "train.checkpoint_every": 0,
+                                    "train.merge": False, "train.rounds": 2})
+    stats = run_variants(profile, run_dir, ["base_cont", "gold_cot", "answer_only_matched"], later_rounds=False,
+                         progress=False)
+    for name in ("gold_cot", "answer_only_matched"):
+        assert stats["variants"][name]["status"] == "waiting" and not (run_dir / STAGE / name).exists()
+    replayed = read_jsonl(run_dir / STAGE / "base_cont" / "data.jsonl")
+    assert sum(r["source"] == "replay" for r in replayed) == 8
+    assert all(r["prompt_text"] for r in replayed) and len(replayed) == 8 + 28  # base_cont keeps the chains
+
+    round1 = read_jsonl(run_dir / "05-quality-verification" / "train.jsonl")
+    second = [dict(r, id=r["id"] + "-r2", question_id="q4") for r in round1[:2]]
+    write_jsonl(round_survivors_path(run_dir, 2), second)
+    assert [r["id"] for r in matched_survivors(run_dir, 2)] == [r["id"] for r in round1 + second]
+    inputs = load_inputs(run_dir, rounds=2)
+    sets = build_training_sets(profile, run_dir, "self_distill,gold_cot,answer_only_matched", inputs=inputs)
+    assert sets["self_distill"].own == 3  # round 1 trains on round 1's survivors only
+    assert sets["gold_cot"].own == sets["answer_only_matched"].own == 5
+    assert sets["answer_only_matched"].sources["questions"] == 4
+    # with every round's survivors on disk, a later call trains them, for the compute of both rounds
+    stats = run_variants(profile, run_dir, ["answer_only_matched"], progress=False)
+    assert stats["variants"]["answer_only_matched"]["status"] == "trained"
+    assert stats["variants"]["answer_only_matched"]["steps"] == 4 and stats["variants"]["answer_only_matched"]["own"] == 5
+
+
 KILLER = """
 import os, signal, sys
 from cogito_lib import io
@@ -384,3 +426,47 @@ def test_parallel_variants_get_the_whole_profile_and_self_distill_keeps_its_roun
         sets = {cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--set"}
         assert {"train.seed=20000", "base.world_seed=21001", "train.rounds=2"} <= sets
         assert ("--first-round-only" in cmd) == (cmd[cmd.index("--variant") + 1] != "self_distill")
+
+
+def test_parallel_matched_controls_start_after_self_distill_s_rounds(tmp_path, monkeypatch):
+    """With later rounds, gold_cot and answer_only_matched need every round's survivors: the launcher starts them
+    only once self_distill's process (which runs the rounds) has ended, and lets them train (no first-round-only)."""
+    import cogito_lib.distill as distill
+
+    from cogito_lib.io import LOCK_TOKEN_ENV
+
+    events, tokens = [], []
+
+    class Proc:
+        def __init__(self, cmd, **kwargs):
+            self.name = cmd[cmd.index("--variant") + 1]
+            self.cmd, self.polls, self.returncode = cmd, 0, None
+            events.append(("start", self.name, "--first-round-only" in cmd))
+            tokens.append(kwargs["env"].get(LOCK_TOKEN_ENV))
+
+        def poll(self):
+            self.polls += 1
+            if self.polls < (3 if self.name == "self_distill" else 1):
+                return None
+            if ("end", self.name) not in events:
+                events.append(("end", self.name))
+            self.returncode = 0
+            return 0
+
+    monkeypatch.setattr(distill.subprocess, "Popen", Proc)
+    monkeypatch.setattr(distill.time, "sleep", lambda s: None)
+    profile = load_profile("tiny", {"train.rounds": 3})
+    names = ["gold_cot", "answer_only", "self_distill", "answer_only_matched", "base_cont"]
+    codes = distill.launch_parallel(profile, tmp_path, names, processes=2)
+    assert set(codes) == set(names)
+    end = events.index(("end", "self_distill"))
+    for name in ("gold_cot", "answer_only_matched"):
+        assert events.index(("start", name, False)) > end
+    assert ("start", "answer_only", True) in events and ("start", "self_distill", False) in events
+    # every worker writes 06 under the launcher's lock, which is gone once all have ended
+    assert len(tokens) == len(names) and len(set(tokens)) == 1 and tokens[0]
+    assert not lock_path(tmp_path, STAGE).exists()
+    # one round: nothing waits
+    events.clear()
+    distill.launch_parallel(load_profile("tiny"), tmp_path, names, processes=2)
+    assert ("start", "gold_cot", True) in events and ("start", "answer_only_matched", True) in events

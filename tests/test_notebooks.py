@@ -52,7 +52,7 @@ def test_data_collection_records_the_pool(tiny_run):
 def test_base_model_reports_both_tiers_on_its_check_set(tiny_run):
     run_dir, _ = tiny_run
     base = load_run_metrics(run_dir)["stages"]["01-base-model"]
-    assert set(base["check_by_tier"]) == {"atomic", "composite"}
+    assert {"atomic", "composite"} <= set(base["check_by_tier"]) <= {"atomic", "composite", "heldout"}
     assert base["final_loss"] < base["first_loss"]
     assert (Path(base["base"]) / "config.json").exists()
 
@@ -86,7 +86,7 @@ def test_training_and_evaluation_close_the_loop(tiny_run):
     meta = run_dir / "07-mmar-evaluation" / "mmar-synth" / "MMAR-meta.jsonl"
     items = [json.loads(x) for x in meta.read_text().splitlines()]
     assert len(items) == TINY.eval.num_items
-    assert {item["tier"] for item in items} == {"atomic", "composite"}
+    assert {item["tier"] for item in items} == {"atomic", "composite", "heldout"}
     assert (run_dir / "07-mmar-evaluation" / "predictions-base.jsonl").exists()
 
 

@@ -44,7 +44,7 @@ def test_synth_has_every_field_and_loads_cleanly(synth):
 def test_synth_is_balanced_over_tiers_modalities_and_layers(synth):
     _, info = synth
     tiers = info["by_tier"]
-    assert set(tiers) == {"atomic", "composite"} and abs(tiers["atomic"] - tiers["composite"]) <= 1
+    assert set(tiers) == {"atomic", "composite", "heldout"} and max(tiers.values()) - min(tiers.values()) <= 1
     assert all(n >= 1 for n in info["by_modality"].values())   # every modality class present
     assert all(n >= 1 for n in info["by_layer"].values())      # every layer present
     assert max(info["by_modality"].values()) - min(info["by_modality"].values()) <= 4
@@ -94,7 +94,7 @@ def test_evaluation_of_the_base_is_cached_scored_and_submittable(trained, monkey
     expected = score_predictions(evaluation.benchmark.items, records)
     assert scores["accuracy"]["accuracy"] == expected["accuracy"]
     assert scores["accuracy"]["per_item"] == expected["per_item"]
-    assert scores["rubrics"]["num_items"] == 10 and set(scores["by_tier"]) <= {"atomic", "composite"}
+    assert scores["rubrics"]["num_items"] == 10 and set(scores["by_tier"]) <= {"atomic", "composite", "heldout"}
     assert validate_submission(evaluation.benchmark.items, stage / "submission-base.jsonl") == []
     assert json.loads((stage / "summary.json").read_text())["models"]["base"]["accuracy"] == expected["accuracy"]
     table = evaluation.table()
@@ -275,10 +275,62 @@ def test_pooled_comparisons_resample_items_within_seeds(tmp_path):
     markdown = ev.seeds_markdown(summary)
     assert "| base_cont | composite |" in markdown and "yes, above" in markdown and "| no |" in markdown
     verdicts = dict(ev.headline_verdicts(summary))
-    assert [ok for text, ok in verdicts.items() if text.startswith("self_distill - base_cont")] == [True]
     assert [ok for text, ok in verdicts.items() if text.startswith("self_distill - base >=")] == [
         vs["base"]["overall"]["estimate"] >= 5 and vs["base"]["overall"]["low"] > 0]
-    assert "**met**" in markdown
+    # the controls of the other bars are not in these runs: said, and not met
+    missing = [text for text, ok in verdicts.items() if "not measured" in text]
+    assert len(missing) == 2 and not any(verdicts[text] for text in missing)
+    overall = summary["models"]["self_distill"]["overall"]
+    assert overall["pooled"]["low"] < overall["mean"] < overall["pooled"]["high"]
+    assert overall["pooled"]["estimate"] == pytest.approx(overall["mean"])
+
+
+def _bars_run(run: Path, seed: int, rng, ids, tiers, lift: dict[str, float]) -> None:
+    """A seed's summary.json where self_distill = base plus `lift[control]`-sized wins over each control."""
+    base = {i: int(rng.random() < 0.4) for i in ids}
+    per = {"base": base, "answer_only": dict(base), "answer_only_matched": dict(base)}
+    sd = dict(base)
+    for i in ids:
+        if rng.random() < lift[tiers[i]]:
+            sd[i] = 1
+    per["self_distill"] = sd
+    rubric = {name: {i: 0.8 * p[i] for i in ids} for name, p in per.items()}
+    models = {name: {"accuracy": 100 * np.mean(list(p.values())), "per_item": p,
+                     "tiers": {t: {"accuracy": 100 * np.mean([p[i] for i in ids if tiers[i] == t])}
+                               for t in ("atomic", "composite", "heldout")},
+                     "rubric_per_item": rubric[name], "rubrics": 100 * np.mean(list(rubric[name].values())),
+                     "chain_profile": {t: {"n": 100, "reasons": 0.0 if name.startswith("answer_only") else 100.0,
+                                           "lists": 90.0, "listing_right": 50.0, "gold_steps": 40.0 + seed,
+                                           "chain_right": 30.0, "correct": 40.0} for t in ("atomic", "heldout")},
+                     "crs": 0.8 + (0.01 if name == "self_distill" else 0.0)} for name, p in per.items()}
+    (run / layout.EVAL).mkdir(parents=True)
+    (run / layout.EVAL / "summary.json").write_text(json.dumps(
+        {"benchmark": "mmar-synth", "num_items": len(ids), "models": models, "item_tiers": tiers,
+         "item_skills": {i: f"{tiers[i]}-skill" for i in ids}}))
+
+
+def test_the_four_bars_are_judged_from_the_pooled_intervals(tmp_path):
+    rng = np.random.default_rng(5)
+    ids = [f"q{i:03d}" for i in range(300)]
+    tiers = {i: ("atomic", "composite", "heldout")[n % 3] for n, i in enumerate(ids)}
+    for seed in range(3):
+        _bars_run(tmp_path / f"s{seed}", seed, rng, ids, tiers, {"atomic": 0.0, "composite": 0.3, "heldout": 0.0})
+    summary = ev.summarise_seeds({str(s): tmp_path / f"s{s}" for s in range(3)})
+    verdicts = ev.headline_verdicts(summary)
+    assert len(verdicts) == 4
+    met = [ok for _, ok in verdicts]
+    # +10 points overall (all composite), above answer_only_matched on composite, nothing on the held-out tier,
+    # rubrics and CRS above the base's
+    assert met == [True, True, False, True], verdicts
+    assert "answer_only_matched on composite" in verdicts[1][0] and "answer_only on held-out" in verdicts[2][0]
+    assert "paired rubric difference +" in verdicts[3][0]
+    markdown = ev.seeds_markdown(summary)
+    assert markdown.count("**met**") == 3 and markdown.count("**not met**") == 1
+    assert "| model | overall | atomic | composite | heldout | MMAR-Rubrics | CRS |" in markdown
+    assert "| composite | composite-skill | 100 |" in markdown  # the per-skill view
+    assert summary["skills"]["heldout-skill"]["tier"] == "heldout"
+    assert summary["chains"]["self_distill"]["heldout"]["gold_steps"] == pytest.approx(41.0)  # mean over seeds
+    assert "| answer_only | heldout | 0.0 | 90.0 | 50.0 | 41.0 | 30.0 | 40.0 |" in markdown
 
 
 def test_the_headline_reports_the_final_self_distillation_round(tmp_path):
@@ -367,3 +419,19 @@ def test_07_and_validate_submission_agree_on_a_partial_submission(tmp_path):
     assert done.returncode == 0 and "valid submission for the first 2 of 8 items" in done.stdout
     whole = subprocess.run([sys.executable, "-m", *sub["check"].split()[2:-2]], capture_output=True, text=True)
     assert whole.returncode == 1 and whole.stdout.count("missing prediction") == 6
+
+
+def test_chain_profile_says_whether_a_model_reasons_and_chains_the_steps_a_question_needs():
+    item = {"id": "a", "tier": "heldout", "answer": "yes", "choices": ["yes", "no"], "listing": ["loud car horn"],
+            "steps": [["Loudest", "car horn"], ["Last", "car horn"], ["Same", "yes"]]}
+    right = "I hear: loud car horn\nLoudest: car horn\nLast: car horn\nSame: yes\nSo the answer is yes."
+    wrong_value = right.replace("Last: car horn", "Last: whistle")
+    other_chain = "I hear: loud car horn\nLoudest: car horn\nFirst: car horn\nSo the answer is yes."
+    records = {"right": right, "value": wrong_value, "chain": other_chain, "none": ""}
+    profiles = {name: ev.chain_profile([item], [{"id": "a", "thinking_prediction": text, "answer_prediction": "yes"}])
+                ["heldout"] for name, text in records.items()}
+    assert profiles["right"] == {"n": 1, "reasons": 100.0, "lists": 100.0, "listing_right": 100.0,
+                                 "gold_steps": 100.0, "chain_right": 100.0, "correct": 100.0}
+    assert profiles["value"]["gold_steps"] == 100.0 and profiles["value"]["chain_right"] == 0.0
+    assert profiles["chain"]["gold_steps"] == 0.0 and profiles["chain"]["lists"] == 100.0
+    assert profiles["none"]["reasons"] == 0.0 and profiles["none"]["correct"] == 100.0  # a label without reasoning

@@ -46,9 +46,17 @@ def test_pretraining_learns_and_is_cached(pretrained):
     assert [r["step"] for r in log] == list(range(1, 31))
     assert info["final_loss"] < 0.7 * info["first_loss"]  # it learns on its own data
     assert info["pretrain_questions"] >= info["pretrain_clips"]
+    from cogito_lib.base_model import chain_skills
     from cogito_lib.world.skills import skills_of
 
-    assert set(info["pretrain_skills"]) <= set(skills_of("atomic"))  # never a composite question
+    # atomic questions, and gold chains of the profile's chain skills as their share; never a held-out type
+    questions = read_jsonl(run_dir / "01-base-model" / "pretrain-questions.jsonl")
+    chains = [q for q in questions if q["tier"] != "atomic"]
+    assert set(info["pretrain_skills"]) <= set(skills_of("atomic")) | set(chain_skills(profile))
+    assert {q["tier"] for q in chains} == {"composite"} and all(q["thinking"] for q in chains)
+    assert info["pretrain_by_tier"] == {"atomic": len(questions) - len(chains), "composite": len(chains)}
+    share = len(chains) / len(questions)
+    assert abs(share - profile.base.chain_share) < 0.05, share
     again = pretrain_base(profile, run_dir, progress=False)
     assert again["cached"] and again["model_dir"] == info["model_dir"]
 
@@ -59,7 +67,7 @@ def test_check_set_evaluation_reports_every_skill(pretrained):
     profile, run_dir, info = pretrained
     model, processor = load_model(info["model_dir"])
     questions = check_set(profile, run_dir, progress=False)
-    assert {q["tier"] for q in questions} == {"atomic", "composite"}
+    assert {"atomic", "composite"} <= {q["tier"] for q in questions} <= {"atomic", "composite", "heldout"}
     rows, summary = evaluate_skills(model, processor, questions, num_samples=2, max_new_tokens=24, progress=False)
     assert len(rows) == len(questions)
     assert set(summary["by_skill"]) == {q["skill"] for q in questions}
@@ -68,6 +76,32 @@ def test_check_set_evaluation_reports_every_skill(pretrained):
         assert row["judge_pass@1"] <= row["judge_pass@K"] or row["judge_pass@K"] == 0
     assert summary["greedy"]["num_outputs"] == len(questions)
     assert summary["sampled"]["num_outputs"] == 2 * len(questions)
+
+
+def test_chain_pretraining_draws_the_named_skills_round_robin_and_rejects_others(tmp_path):
+    from cogito_lib.base_model import chain_skills, pretraining_questions
+    from cogito_lib.config import ConfigError
+    from cogito_lib.world import generate_clip
+
+    clips = [generate_clip(TINY.world, 3, i, "pretrain", tts_cache=tmp_path)[1] for i in range(42)]
+    atomic_only = pretraining_questions(load_profile("tiny", {"base.chain_share": 0.0}), clips, tmp_path)
+    assert {q["tier"] for q in atomic_only} == {"atomic"}
+    named = ("word_count", "mood_instrument")
+    profile = load_profile("tiny", {"base.chain_share": 0.4, "base.chain_skills": named})
+    questions = pretraining_questions(profile, clips, tmp_path)
+    chains = [q for q in questions if q["tier"] == "composite"]
+    assert {q["skill"] for q in chains} == set(named)
+    # round-robin: the skills get equal numbers, except a skill whose clips run out gives all it has
+    counts = {n: sum(q["skill"] == n for q in chains) for n in named}
+    pool = {n: sum(q["tier"] == "composite" for q in pretraining_questions(
+        load_profile("tiny", {"base.chain_share": 0.95, "base.chain_skills": (n,)}), clips, tmp_path)) for n in named}
+    for a in named:
+        assert all(counts[a] >= counts[b] - 1 or counts[a] == pool[a] for b in named), (counts, pool)
+    assert questions[: len(atomic_only)] == atomic_only  # the atomic part does not move
+    with pytest.raises(ConfigError, match="never pretrained"):
+        chain_skills(load_profile("tiny", {"base.chain_skills": ("dance_mood",)}))
+    with pytest.raises(ConfigError, match="chain_share"):
+        load_profile("tiny", {"base.chain_share": 1.0})
 
 
 def test_summarise_rows_averages_in_percent():

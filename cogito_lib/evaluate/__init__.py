@@ -31,11 +31,12 @@ from ..judges import JudgeUnavailable, describe, make_judge
 from ..layout import EVAL as STAGE
 from ..layout import headline_model, writes_stage
 from .benchmark import Benchmark, BenchmarkMissing, check_benchmark, load_benchmark, mmar_missing_message
-from .headline import headline_verdicts, pooled_comparisons, seeds_markdown, summarise_seeds
+from .headline import (chains_table, differences_table, headline_table, headline_verdicts, pooled_comparisons,
+                       seeds_markdown, skills_table, summarise_seeds, verdicts_markdown)
 from .predictions import ModelSpec, discover_models, generate_predictions, load_eval_model, predict, predictions_path
 from .report import (PAPER_LABEL, PAPER_MMAR, Evaluation, gain_sentence, paired_examples, paper_table,
                      side_by_side, write_submissions)
-from .score import cell_accuracy, compare, score_model, skill_accuracy, tier_scores
+from .score import cell_accuracy, chain_profile, compare, score_model, skill_accuracy, tier_scores
 
 
 def rubric_judge(profile: Profile, benchmark: Benchmark, stage_dir: str | Path):
@@ -82,8 +83,9 @@ def evaluate(profile: Profile, run_dir: str | Path, *, models: Sequence[str] | N
 
 
 __all__ = ["Benchmark", "BenchmarkMissing", "Evaluation", "ModelSpec", "PAPER_LABEL", "PAPER_MMAR", "cell_accuracy",
-           "check_benchmark", "compare", "discover_models", "evaluate", "gain_sentence", "generate_predictions",
-           "headline_model", "headline_verdicts", "load_benchmark", "load_eval_model", "mmar_missing_message",
-           "paired_examples", "paper_table", "pooled_comparisons", "predict", "predictions_path", "rubric_judge",
-           "score_model", "seeds_markdown", "side_by_side", "skill_accuracy", "summarise_seeds", "tier_scores",
-           "write_submissions"]
+           "chain_profile", "chains_table", "check_benchmark", "compare", "differences_table", "discover_models",
+           "evaluate", "gain_sentence", "generate_predictions", "headline_model", "headline_table",
+           "headline_verdicts", "load_benchmark", "load_eval_model", "mmar_missing_message", "paired_examples",
+           "paper_table", "pooled_comparisons", "predict", "predictions_path", "rubric_judge", "score_model",
+           "seeds_markdown", "side_by_side", "skill_accuracy", "skills_table", "summarise_seeds", "tier_scores",
+           "verdicts_markdown", "write_submissions"]

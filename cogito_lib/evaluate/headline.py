@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..io import read_json
-from ..layout import CONTROLS, EVAL, HEADLINE_MODEL, headline_model
+from ..layout import BASE_MODEL, CONTROLS, EVAL, HEADLINE_MODEL, headline_model
 from ..world.skills import TIERS
 
 STAGE = EVAL
@@ -55,29 +55,114 @@ def summarise_seeds(run_dirs: Mapping[str, str | Path]) -> dict:
         if rubrics and crs and all(v is not None for v in (*rubrics.values(), *crs.values())):
             out.setdefault("quality", {})[name] = {"rubrics": {"per_seed": rubrics, **_mean_std(list(rubrics.values()))},
                                                    "crs": {"per_seed": crs, **_mean_std(list(crs.values()))}}
+    for name, entry in out["models"].items():
+        for part, e in entry.items():
+            pooled = pooled_accuracy(per_seed, name, part)
+            if pooled:
+                e["pooled"] = pooled
+    out["skills"] = skill_means(per_seed, models)
+    out["chains"] = chain_means(per_seed, models)
     model = headline_model(models)
     references = CONTROLS + ((HEADLINE_MODEL,) if model != HEADLINE_MODEL else ())
     out["comparisons"] = pooled_comparisons(per_seed, model, references)
     return out
 
 
+def pooled_accuracy(per_seed: Mapping[str, Mapping], model: str, part: str, *, n_boot: int = 2000,
+                    seed: int = 0) -> dict | None:
+    """`model`'s accuracy on `part` ("overall" or a tier), the mean over seeds with a 95% interval from a bootstrap
+    over items within each seed; None unless every seed has the model's per-item matches."""
+    values = []
+    for data in per_seed.values():
+        per = (data["models"].get(model) or {}).get("per_item")
+        if not per or not data.get("item_tiers"):
+            return None
+        ids = sorted(i for i in per if part == "overall" or data["item_tiers"].get(i) == part)
+        if not ids:
+            return None
+        values.append(np.asarray([per[i] for i in ids], dtype=float))
+    return _pooled(values, list(per_seed), n_boot, seed) if values else None
+
+
+def chain_means(per_seed: Mapping[str, Mapping], models: Sequence[str]) -> dict:
+    """Each model's `chain_profile` per tier, the mean over the seeds that have it: {model: {tier: {key: percent}}}."""
+    out: dict[str, dict] = {}
+    for name in models:
+        profiles = [d["models"][name]["chain_profile"] for d in per_seed.values()
+                    if (d["models"].get(name) or {}).get("chain_profile")]
+        if not profiles:
+            continue
+        tiers = [t for t in TIERS if all(t in p for p in profiles)]
+        out[name] = {t: {k: float(np.mean([p[t][k] for p in profiles])) for k in profiles[0][t] if k != "n"}
+                     for t in tiers}
+    return out
+
+
+def skill_means(per_seed: Mapping[str, Mapping], models: Sequence[str]) -> dict:
+    """Accuracy per question skill, the mean over seeds of each seed's per-skill accuracy: {skill: {"tier", "n"
+    (items per seed), model: percent}}. Needs summary.json files with `item_skills`; empty otherwise."""
+    if not all(d.get("item_skills") for d in per_seed.values()):
+        return {}
+    table: dict[str, dict] = {}
+    for data in per_seed.values():
+        skills: dict[str, list[str]] = {}
+        for item, skill in data["item_skills"].items():
+            skills.setdefault(str(skill), []).append(item)
+        for skill, ids in skills.items():
+            row = table.setdefault(skill, {"tier": data["item_tiers"].get(ids[0]), "n": len(ids), "_seeds": {}})
+            for name in models:
+                per = (data["models"].get(name) or {}).get("per_item")
+                if per:
+                    row["_seeds"].setdefault(name, []).append(100.0 * float(np.mean([per[i] for i in ids])))
+    out = {}
+    order = {tier: i for i, tier in enumerate(TIERS)}
+    for skill, row in sorted(table.items(), key=lambda kv: (order.get(kv[1]["tier"], 9), kv[0])):
+        out[skill] = {"tier": row["tier"], "n": row["n"],
+                      **{name: float(np.mean(v)) for name, v in row.pop("_seeds").items()}}
+    return out
+
+
+BARS = ("gain over the base", "reasoning over labels, same questions", "transfer to held-out compositions",
+        "reasoning quality")
+
+
 def headline_verdicts(summary: Mapping, min_gain: float = 5.0) -> list[tuple[str, bool]]:
-    """The headline's bars, each (what, met): the self-distilled model (its final round) at least `min_gain`
-    points over the base with a pooled interval above 0; above base_cont on composite questions; above
-    answer_only on composite questions."""
+    """The miniature headline's four bars, each (what, met), from the pooled comparisons of `summarise_seeds`:
+
+    1. the final self-distilled model minus the base, overall: at least `min_gain` points, interval above 0;
+    2. minus `answer_only_matched` (the same questions' labels) on composite questions: interval above 0;
+    3. minus `answer_only` (every annotated label) on the held-out compositions: interval above 0;
+    4. MMAR-Rubrics and CRS above the base's (means over seeds).
+
+    A bar whose comparison is missing from the runs is listed as not met, saying what is missing."""
     comparisons = summary.get("comparisons") or {}
     vs, model = comparisons.get("vs") or {}, comparisons.get("model", HEADLINE_MODEL)
+
+    def interval(c):
+        return f"{c['estimate']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]"
+
     out = []
     base = (vs.get("base") or {}).get("overall")
-    if base:
-        out.append((f"{model} - base >= {min_gain:g} points overall with the interval above 0 "
-                    f"({base['estimate']:+.1f} [{base['low']:+.1f}, {base['high']:+.1f}])",
-                    base["estimate"] >= min_gain and base["low"] > 0))
-    for ref in ("base_cont", "answer_only"):
-        c = (vs.get(ref) or {}).get("composite")
-        if c:
-            out.append((f"{model} - {ref} > 0 on composite questions, interval excluding 0 "
-                        f"({c['estimate']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}])", c["low"] > 0))
+    what = f"{model} - base >= {min_gain:g} points overall, interval above 0"
+    out.append((f"{what} ({interval(base)})", base["estimate"] >= min_gain and base["low"] > 0) if base
+               else (f"{what} (not measured: no base in these runs)", False))
+    for ref, part, label in (("answer_only_matched", "composite", "composite questions"),
+                             ("answer_only", "heldout", "held-out compositions")):
+        c = (vs.get(ref) or {}).get(part)
+        what = f"{model} - {ref} on {label}, interval above 0"
+        out.append((f"{what} ({interval(c)})", c["low"] > 0) if c
+                   else (f"{what} (not measured: no {ref} or no {part} items in these runs)", False))
+    quality = summary.get("quality") or {}
+    mine, theirs = quality.get(model), quality.get(BASE_MODEL)
+    what = f"{model}'s MMAR-Rubrics and CRS above the base's"
+    if mine and theirs:
+        rubrics = (vs.get(BASE_MODEL) or {}).get("rubrics")
+        paired = f"; paired rubric difference {interval(rubrics)}" if rubrics else ""
+        out.append((f"{what} (rubrics {mine['rubrics']['mean']:.1f} vs {theirs['rubrics']['mean']:.1f}, CRS "
+                    f"{mine['crs']['mean']:.2f} vs {theirs['crs']['mean']:.2f}{paired})",
+                    mine["rubrics"]["mean"] > theirs["rubrics"]["mean"] and mine["crs"]["mean"] > theirs["crs"]["mean"]))
+    else:
+        out.append((f"{what} (not measured: no rubric scores in these runs)", False))
     return out
 
 
@@ -105,18 +190,31 @@ def pooled_comparisons(per_seed: Mapping[str, Mapping], model: str = HEADLINE_MO
                     diffs.append(np.asarray([a[i] - b[i] for i in ids], dtype=float))
             if len(diffs) != len(seeds):
                 continue
-            rng = np.random.default_rng(seed)
-            boots = np.zeros(n_boot)
-            for values in diffs:
-                boots += values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
-            boots /= len(diffs)
-            low, high = np.quantile(boots, [0.025, 0.975])
-            per = {s: 100.0 * float(v.mean()) for s, v in zip(seeds, diffs)}
-            entry[part] = {"estimate": 100.0 * float(np.mean([v.mean() for v in diffs])), "low": 100.0 * float(low),
-                           "high": 100.0 * float(high), "per_seed": per, "min_seed": min(per.values()),
-                           "n_seeds": len(seeds), "n_items": int(sum(v.size for v in diffs))}
+            entry[part] = _pooled(diffs, seeds, n_boot, seed)
+        rubric_seeds = [s for s in seeds if usable[s]["models"][model].get("rubric_per_item")
+                        and usable[s]["models"][ref].get("rubric_per_item")]
+        if rubric_seeds and len(rubric_seeds) == len(seeds):
+            diffs = []
+            for s in seeds:
+                a, b = usable[s]["models"][model]["rubric_per_item"], usable[s]["models"][ref]["rubric_per_item"]
+                diffs.append(np.asarray([a[i] - b[i] for i in sorted(a) if i in b], dtype=float))
+            entry["rubrics"] = _pooled(diffs, seeds, n_boot, seed)
         out[ref] = entry
     return {"model": model, "vs": out} if out else {}
+
+
+def _pooled(diffs: list[np.ndarray], seeds: Sequence[str], n_boot: int, seed: int) -> dict:
+    """Mean over seeds of each seed's mean paired difference (x100), with a stratified bootstrap interval."""
+    rng = np.random.default_rng(seed)
+    boots = np.zeros(n_boot)
+    for values in diffs:
+        boots += values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
+    boots /= len(diffs)
+    low, high = np.quantile(boots, [0.025, 0.975])
+    per = {s: 100.0 * float(v.mean()) for s, v in zip(seeds, diffs)}
+    return {"estimate": 100.0 * float(np.mean([v.mean() for v in diffs])), "low": 100.0 * float(low),
+            "high": 100.0 * float(high), "per_seed": per, "min_seed": min(per.values()), "n_seeds": len(seeds),
+            "n_items": int(sum(v.size for v in diffs))}
 
 
 def _mean_std(values: list[float]) -> dict:
@@ -124,13 +222,98 @@ def _mean_std(values: list[float]) -> dict:
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0, "n_seeds": int(arr.size)}
 
 
+def headline_table(summary: Mapping) -> str:
+    """One row per model: accuracy overall and per tier (mean over seeds [95% interval, bootstrap over items within
+    seeds]), then MMAR-Rubrics and CRS (means over seeds)."""
+    parts = ["overall"] + [t for t in TIERS if any(t in e for e in summary["models"].values())]
+    quality = summary.get("quality") or {}
+    lines = ["| model | " + " | ".join(parts) + " | MMAR-Rubrics | CRS |",
+             "|---|" + "---|" * (len(parts) + 2)]
+    for name, entry in summary["models"].items():
+        cells = []
+        for part in parts:
+            e = entry.get(part)
+            if not e:
+                cells.append("")
+                continue
+            pooled = e.get("pooled")
+            cells.append(f"{e['mean']:.1f} [{pooled['low']:.1f}, {pooled['high']:.1f}]" if pooled
+                         else f"{e['mean']:.1f} +- {e['std']:.1f}")
+        q = quality.get(name)
+        cells += [f"{q['rubrics']['mean']:.1f}", f"{q['crs']['mean']:.2f}"] if q else ["", ""]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def differences_table(summary: Mapping) -> str:
+    """The final model minus every control, per part, pooled over seeds: estimate [95% interval] and per seed."""
+    comparisons = summary.get("comparisons") or {}
+    if not comparisons:
+        return ""
+    lines = ["| minus | part | difference [95% CI] | per seed | excludes 0 |", "|---|---|---|---|---|"]
+    for ref, entry in comparisons["vs"].items():
+        for part, c in entry.items():
+            seeds = "; ".join(f"{s}: {v:+.1f}" for s, v in c["per_seed"].items())
+            verdict = "yes, above" if c["low"] > 0 else "yes, below" if c["high"] < 0 else "no"
+            lines.append(f"| {ref} | {part} | {c['estimate']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}] | {seeds} | "
+                         f"{verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def skills_table(summary: Mapping, models: Sequence[str] | None = None) -> str:
+    """Accuracy per question skill (mean over seeds), one column per model: where the gains come from."""
+    skills = summary.get("skills") or {}
+    if not skills:
+        return ""
+    models = [m for m in (models or summary["models"]) if any(m in row for row in skills.values())]
+    lines = ["| tier | skill | items/seed | " + " | ".join(models) + " |", "|---|---|---|" + "---|" * len(models)]
+    for skill, row in skills.items():
+        lines.append(f"| {row['tier']} | {skill} | {row['n']} | "
+                     + " | ".join(f"{row[m]:.1f}" if m in row else "" for m in models) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def chains_table(summary: Mapping) -> str:
+    """How each model reasons per tier (means over seeds of `score.chain_profile`, percent of items)."""
+    chains = summary.get("chains") or {}
+    if not chains:
+        return ""
+    keys = ["reasons", "lists", "listing_right", "gold_steps", "chain_right", "correct"]
+    lines = ["| model | tier | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for name, tiers in chains.items():
+        for tier, row in tiers.items():
+            lines.append(f"| {name} | {tier} | " + " | ".join(f"{row[k]:.1f}" for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def verdicts_markdown(summary: Mapping) -> str:
+    """The four bars, each stated as met or not met with its numbers."""
+    verdicts = headline_verdicts(summary)
+    return "\n".join(f"- {text}: **{'met' if ok else 'not met'}**" for text, ok in verdicts) + "\n"
+
+
 def seeds_markdown(summary: Mapping) -> str:
-    """The across-seed summary as a markdown table: mean +- std over seeds, each seed's value [item CI], and
-    the difference to the base."""
+    """The across-seed summary as markdown: every model per tier with intervals, the bars, the final model minus
+    every control, accuracy per skill, then each seed's own numbers."""
     lines = [f"Benchmark: {', '.join(summary['benchmark'])}; seeds: {', '.join(summary['seeds'])}; "
              f"items per seed: {', '.join(str(v) for v in summary['num_items'].values())}", "",
-             "| model | part | accuracy mean +- std | per seed [95% item CI] | vs base mean +- std | vs base per seed [CI] |",
-             "|---|---|---|---|---|---|"]
+             "Accuracy (mean over seeds [95% interval: bootstrap over items within each seed]); MMAR-Rubrics (x100) "
+             "and CRS, means over seeds:", "", headline_table(summary)]
+    comparisons = summary.get("comparisons") or {}
+    lines += [f"The bars, judged from the pooled intervals below (final model: {comparisons.get('model', '-')}):",
+              "", verdicts_markdown(summary)]
+    if comparisons:
+        lines += [f"Paired differences of {comparisons['model']}, pooled over seeds (95% interval: paired bootstrap "
+                  "over items within each seed), with each seed's own difference:", "", differences_table(summary)]
+    if summary.get("skills"):
+        lines += ["Accuracy per skill (mean over seeds):", "", skills_table(summary)]
+    if summary.get("chains"):
+        lines += ["How each model reasons, per tier (percent of items, mean over seeds): writes reasoning, lists the "
+                  "events, lists them right, states every step the reference chain needs, with the right values, "
+                  "answers right:", "", chains_table(summary)]
+    lines += ["Each seed: accuracy [95% item interval] and the difference to the base:", "",
+              "| model | part | accuracy mean +- std | per seed [95% item CI] | vs base mean +- std | vs base per seed [CI] |",
+              "|---|---|---|---|---|---|"]
     for name, entry in summary["models"].items():
         for part, e in entry.items():
             seeds = "; ".join(f"{s}: {v:.1f}" + (f" [{e['ci'][s][0]:.1f}, {e['ci'][s][1]:.1f}]" if e["ci"].get(s) else "")
@@ -149,19 +332,4 @@ def seeds_markdown(summary: Mapping) -> str:
             seeds = "; ".join(f"{s}: {rub['per_seed'][s]:.1f} / {crs['per_seed'][s]:.2f}" for s in rub["per_seed"])
             lines.append(f"| {name} | {rub['mean']:.1f} +- {rub['std']:.1f} | {crs['mean']:.2f} +- {crs['std']:.2f} | "
                          f"{seeds} |")
-    comparisons = summary.get("comparisons") or {}
-    verdicts = headline_verdicts(summary)
-    if verdicts:
-        lines += ["", "The bars (issue: the miniature's headline), judged from the pooled intervals below:", ""]
-        lines += [f"- {text}: **{'met' if ok else 'not met'}**" for text, ok in verdicts]
-    if comparisons:
-        lines += ["", f"Paired differences of {comparisons['model']}, pooled over seeds (95% interval: paired bootstrap "
-                      "over items within each seed), with each seed's own difference:", "",
-                  "| minus | part | difference [95% CI] | per seed | excludes 0 |", "|---|---|---|---|---|"]
-        for ref, entry in comparisons["vs"].items():
-            for part, c in entry.items():
-                seeds = "; ".join(f"{s}: {v:+.1f}" for s, v in c["per_seed"].items())
-                verdict = "yes, above" if c["low"] > 0 else "yes, below" if c["high"] < 0 else "no"
-                lines.append(f"| {ref} | {part} | {c['estimate']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}] | {seeds} | "
-                             f"{verdict} |")
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from ..mmar import validate_submission, write_submission
 from ..world.skills import TIERS
 from .benchmark import Benchmark
 from .predictions import ModelSpec
-from .score import cell_accuracy, compare
+from .score import cell_accuracy, chain_profile, compare
 
 # The paper's reported MMAR numbers (Audio-Cogito, Interspeech 2026, arXiv 2604.12527). They are the paper's,
 # never ours: every table or text that shows them labels them so.
@@ -97,10 +97,14 @@ class Evaluation:
                 "vs_base": {k: v for k, v in (ci.get("vs_reference") or {}).items() if k != "reference"},
                 "adapter": self.models[name].adapter,
                 "per_item": {k: int(v) for k, v in sorted(result["accuracy"]["per_item"].items())},
+                "rubric_per_item": ({k: round(float(v), 6) for k, v in sorted(rubrics["per_item"].items())}
+                                    if rubrics else None),
+                "chain_profile": chain_profile(self.benchmark.items, self.predictions[name]),
             }
         return {"benchmark": self.benchmark.name, "benchmark_fingerprint": self.benchmark.fingerprint,
                 "num_items": len(self.benchmark.items), "judge": self.judge, "models": models,
-                "item_tiers": {it["id"]: it.get("tier") for it in self.benchmark.items}}
+                "item_tiers": {it["id"]: it.get("tier") for it in self.benchmark.items},
+                "item_skills": {it["id"]: it.get("skill") or it.get("sub-category") for it in self.benchmark.items}}
 
     def metrics(self) -> dict:
         """Flat figures for record_metrics."""

@@ -94,3 +94,35 @@ def compare(benchmark: Benchmark, scores: Mapping[str, dict], reference: str = B
                 entry["vs_reference"]["rubrics"] = _interval(rub["per_item"], ref_rub["per_item"], None, n_boot, seed)
         out[name] = entry
     return out
+
+
+def chain_profile(items: Sequence[Mapping], records: Sequence[Mapping]) -> dict[str, dict]:
+    """How a model reasons, per tier (in percent of the tier's items): `reasons` (its reasoning is not empty),
+    `lists` (it starts with a listing of the events), `listing_right` (that listing is the gold one), `gold_steps`
+    (it states every step key of the reference chain, whatever the values), `chain_right` (every gold step with its
+    true value) and `correct` (MMAR's rule). The columns say where a model that misses a tier goes wrong: no
+    reasoning at all, another chain than the question needs, or the right chain with a wrong value."""
+    from ..mmar import is_correct
+    from ..world.skills import parse_reasoning
+
+    by_id = {r["id"]: r for r in records}
+    rows: dict[str, list[dict]] = {}
+    for item in items:
+        record = by_id.get(item["id"]) or {}
+        thinking = record.get("thinking_prediction") or ""
+        parsed = parse_reasoning(thinking)
+        stated = dict(reversed(parsed.steps))  # the first statement of each key
+        gold = [tuple(step) for step in item.get("steps") or ()]
+        optional = set(item.get("optional_steps") or ())
+        needed = [(k, v) for k, v in gold if k not in optional]
+        answer = record.get("answer_prediction")
+        rows.setdefault(item.get("tier") or "all", []).append({
+            "reasons": bool(thinking.strip()),
+            "lists": parsed.listing is not None,
+            "listing_right": parsed.listing is not None and parsed.listing == list(item.get("listing") or []),
+            "gold_steps": bool(needed) and all(k in stated for k, _ in needed),
+            "chain_right": bool(needed) and all(stated.get(k) == v for k, v in needed),
+            "correct": is_correct(answer if isinstance(answer, str) else "", item["answer"], item["choices"]),
+        })
+    return {tier: {"n": len(group), **{key: 100.0 * float(np.mean([r[key] for r in group])) for key in group[0]}}
+            for tier, group in rows.items()}

@@ -135,8 +135,9 @@ def _seed_problem(seed: Any) -> str | None:
         return problem[1]
     if not isinstance(seed.get("id"), str) or not seed["id"]:
         return "id must be a non-empty string"
-    if seed.get("tier") not in skills.TIERS:
-        return f"tier {seed.get('tier')!r} is not one of {list(skills.TIERS)}"
+    if seed.get("tier") not in skills.TRAINED_TIERS:
+        return (f"tier {seed.get('tier')!r} is not one of {list(skills.TRAINED_TIERS)} (the held-out tier is never "
+                "asked for training, so it has no seeds)")
     if "skill" not in seed:
         return "skill is missing (use null for a seed only an LLM annotator can use)"
     skill = seed["skill"]
@@ -285,8 +286,9 @@ def rejection(clip_id: str | None, reason: str, detail: str, **extra: Any) -> di
 
 def _check_tiers(tiers: Iterable[str], fallback: str) -> tuple[str, ...]:
     tiers = tuple(dict.fromkeys(tiers))
-    if not tiers or any(t not in skills.TIERS for t in tiers):
-        raise ConfigError(f"tiers {list(tiers)} must be a non-empty subset of {list(skills.TIERS)}")
+    if not tiers or any(t not in skills.TRAINED_TIERS for t in tiers):
+        raise ConfigError(f"tiers {list(tiers)} must be a non-empty subset of {list(skills.TRAINED_TIERS)} (the "
+                          "held-out tier is only for MMAR-synth: nothing in training may ask it)")
     if fallback not in FALLBACKS:
         raise ConfigError(f"fallback {fallback!r} is not allowed; choose one of: {', '.join(FALLBACKS)}")
     return tiers
@@ -644,7 +646,7 @@ def summarise(clips: list[dict], questions: list[dict], rejections: list[dict]) 
         "num_clips_skipped": len(clips) - len(per_clip),
         "num_questions": len(questions),
         "questions_per_clip": {str(k): v for k, v in sorted(count(per_clip.values()).items())},
-        "questions_by_tier": {t: sum(q["tier"] == t for q in questions) for t in skills.TIERS},
+        "questions_by_tier": {t: sum(q["tier"] == t for q in questions) for t in skills.TRAINED_TIERS},
         "questions_by_skill": dict(sorted(count(q["skill"] or "(llm)" for q in questions).items())),
         "questions_by_modality": {m: sum(q["modality"] == m for q in questions) for m in MODALITIES},
         "questions_by_category": {c: sum(q["category"] == c for q in questions) for c in CATEGORIES},

@@ -16,6 +16,19 @@ Reasoning is categorical and line-based so that a tiny model can learn it and a 
 
 The first line lists every audible event in time order (the "enumerate every event" skill, docs/miniature.md);
 each further line is one `Key: value` step; the last line states the answer.
+
+Three tiers of question types:
+- **atomic**: one perceptual fact, one or two steps (what the base is pretrained on);
+- **composite**: a chain of atomic steps ending in a conclusion (a step's value, a count, a yes/no comparison
+  `Same: yes`, a choice that names two step values); the annotator writes these for training, and the base
+  may be pretrained on gold chains for some of them (`base.chain_share`, `base.chain_skills`);
+- **heldout**: compositions that nothing in training ever asks (no pretraining chain, no annotator question):
+  new combinations or longer chains of the same atomic steps, ending in conclusion forms the composite tier
+  uses. MMAR-synth reports them as a tier of their own: where reasoning that chains known steps should pay off
+  and label fitting cannot.
+
+Every composite and held-out answer is a function of its chain's step values (tests/test_skills.py checks it on
+real clips), so a model that chains the steps correctly can always answer.
 """
 from __future__ import annotations
 
@@ -35,7 +48,8 @@ VOICE_WORD = {"male": "man", "female": "woman"}
 INSTRUMENTS = ("piano", "guitar", "flute", "organ")
 CONFUSABLE_INSTRUMENT = {"piano": "guitar", "guitar": "piano", "flute": "organ", "organ": "flute"}
 LANGUAGES = ("english", "spanish", "french", "german", "italian")
-TIERS = ("atomic", "composite")
+TIERS = ("atomic", "composite", "heldout")
+TRAINED_TIERS = ("atomic", "composite")  # tiers that training data (pretraining, the annotator) may ask
 
 
 # --- describing what is heard ----------------------------------------------------------------------------------
@@ -370,9 +384,18 @@ def _first(clip, rng):
     return Draft("What is heard first?", core_label(fg[0]), tuple(others), (("First", core_label(fg[0])),))
 
 
-# composite skills: labels only in the curation world. Their gold chains use only step keys that atomic skills
-# teach (Loud sounds, Low beeps, Count, Words, Before, Loudest, First, Voices, Instrument, Mode, Mood, ...), so
-# the base can in principle chain what it learned; it is never shown the chains themselves.
+def _last(clip, rng):
+    fg = foreground(clip)
+    if len(fg) < 2 or core_label(fg[-1]) in [core_label(e) for e in fg[:-1]]:
+        return None
+    others = [core_label(e) for e in fg[:-1]]
+    return Draft("What is heard last?", core_label(fg[-1]), tuple(others), (("Last", core_label(fg[-1])),))
+
+
+# composite skills: the annotator writes them with labels only. Their gold chains use the step keys that atomic
+# skills teach (Loud sounds, Low beeps, Count, Words, Before, Loudest, First, Voices, Instrument, Mode, Mood, ...)
+# plus the conclusion steps `Same` (yes/no) and `More`; the base sees gold chains only for the composite skills its
+# profile pretrains (`base.chain_skills`, a share `base.chain_share` of its pretraining questions).
 
 def _count_pitch(clip, rng):
     beeps = [e for e in foreground(clip) if e.get("pitch") and e["source"] == "beep"]
@@ -409,15 +432,27 @@ def _before_speech(clip, rng):
                  (("Words", fg[idx[0]]["text"].rstrip(".?!")), ("Before", prev)), optional=("Words",))
 
 
-def _loudest_is_first(clip, rng):
+def _loudest_is(clip, position: str):
+    """(loudest event, the event at `position` ("First"/"Last"), "yes"/"no") or None. The comparison is by name,
+    so clips where two different events share a name with either of them are left out."""
     fg = foreground(clip)
-    loudest = clip["facts"].get("loudest_event")
-    if not loudest or len(fg) < 2:
+    if not clip["facts"].get("loudest_event") or len(fg) < 2:
         return None
     top = max(fg, key=lambda e: LOUDNESS_ORDER.index(e["loudness"]))
-    answer = "yes" if top is fg[0] else "no"
+    other = fg[0] if position == "First" else fg[-1]
+    names = [core_label(e) for e in fg]
+    if names.count(core_label(top)) != 1 or names.count(core_label(other)) != 1:
+        return None
+    return top, other, "yes" if top is other else "no"
+
+
+def _loudest_is_first(clip, rng):
+    found = _loudest_is(clip, "First")
+    if found is None:
+        return None
+    top, first, answer = found
     return Draft("Is the loudest sound also the first sound?", answer, ("no" if answer == "yes" else "yes",),
-                 (("Loudest", core_label(top)), ("First", core_label(fg[0]))))
+                 (("Loudest", core_label(top)), ("First", core_label(first)), ("Same", answer)))
 
 
 def _last_vs_first_pitch_high(clip, rng):
@@ -430,7 +465,7 @@ def _last_vs_first_pitch_high(clip, rng):
     return Draft("Are there more high beeps or more low beeps?", answer,
                  tuple(a for a in ("high", "low", "equal") if a != answer),
                  (("High beeps", _listing_items([e for e in beeps if e["pitch"] == "high"])),
-                  ("Low beeps", _listing_items([e for e in beeps if e["pitch"] == "low"]))))
+                  ("Low beeps", _listing_items([e for e in beeps if e["pitch"] == "low"])), ("More", answer)))
 
 
 def _reply_cause(clip, rng):
@@ -500,6 +535,68 @@ def _voice_over_background(clip, rng):
                  (("Background", name), ("Voice", word)))
 
 
+# held-out compositions: never asked by the annotator, never pretrained as chains. Each chains atomic steps the base
+# was pretrained on (Last, Loudest, Before, Meaning, Dance, Mood, Voice, Language, ...) and ends in a conclusion
+# form the composite tier uses (a yes/no `Same` step, a step's value, a choice naming two step values).
+
+def _loudest_is_last(clip, rng):
+    found = _loudest_is(clip, "Last")
+    if found is None:
+        return None
+    top, last, answer = found
+    return Draft("Is the loudest sound also the last sound?", answer, ("no" if answer == "yes" else "yes",),
+                 (("Loudest", core_label(top)), ("Last", core_label(last)), ("Same", answer)))
+
+
+def _before_last(clip, rng):
+    fg = foreground(clip)
+    names = [core_label(e) for e in fg]
+    if len(fg) < 2 or names.count(names[-1]) != 1 or names[-2] == names[-1]:
+        return None
+    others = [n for n in names if n != names[-2]] + _shuffled(rng, SOUND_NAMES)
+    return Draft("What is heard just before the last sound?", names[-2], tuple(n for n in others if n != names[-2]),
+                 (("Last", names[-1]), ("Before", names[-2])))
+
+
+def _meaning_of_cause(clip, rng):
+    cause, meaning = clip["facts"].get("cause_effect"), clip["facts"].get("sound_meaning")
+    fg = foreground(clip)
+    said = [e for e in fg if e["kind"] == "speech"]
+    if not cause or not meaning or len(said) != 1:
+        return None
+    cause_event = [e for e in fg if e["kind"] == "sound" and e["label"] == cause["cause"]]
+    if not cause_event:
+        return None
+    text = said[0]["text"].rstrip(".?!")
+    others = [m for m in _shuffled(rng, MEANINGS) if m != meaning]
+    return Draft(f'What does the sound that made the {VOICE_WORD[said[0]["voice"]]} say "{text}" mean?', meaning,
+                 tuple(others), (("Words", text), ("Before", core_label(cause_event[0])), ("Meaning", meaning)),
+                 optional=("Words",))
+
+
+def _dance_mood(clip, rng):
+    dance, beats, mode, mood = (clip["facts"].get(k) for k in ("dance_form", "metre", "scale_mode", "mood"))
+    if not dance or not beats or not mood:
+        return None
+    other_dance = "march" if dance == "waltz" else "waltz"
+    other_mood = "sad" if mood == "happy" else "happy"
+    return Draft("Which dance is this, and does it sound happy or sad?", f"a {mood} {dance}",
+                 (f"a {other_mood} {dance}", f"a {mood} {other_dance}", f"a {other_mood} {other_dance}"),
+                 (("Beats per bar", str(beats)), ("Dance", dance), ("Mode", mode), ("Mood", mood)))
+
+
+def _speaker_language(clip, rng):
+    said = [e for e in foreground(clip) if e["kind"] == "speech"]
+    if len(said) != 1 or not said[0].get("language"):
+        return None
+    word, language = VOICE_WORD[said[0]["voice"]], said[0]["language"]
+    other = "woman" if word == "man" else "man"
+    others = [f"a {other} speaking {language}"] + [f"a {w} speaking {lang}" for lang in _shuffled(rng, LANGUAGES)
+                                                     for w in (word, other) if lang != language]
+    return Draft("Who speaks, and in which language?", f"a {word} speaking {language}", tuple(others),
+                 (("Voice", word), ("Language", language)))
+
+
 # Vocabularies for distractors, derived from the world so they stay in sync with it.
 def _world_vocab():
     from . import scenes
@@ -536,6 +633,7 @@ SKILLS: dict[str, Skill] = {s.name: s for s in (
     Skill("before", "atomic", "Perception Layer", "Temporal Analysis", _before),
     Skill("loudest", "atomic", "Signal Layer", "Acoustic Quality Analysis", _loudest),
     Skill("first", "atomic", "Perception Layer", "Temporal Analysis", _first),
+    Skill("last", "atomic", "Perception Layer", "Temporal Analysis", _last),
     Skill("count_pitch", "composite", "Perception Layer", "Counting and Statistics", _count_pitch),
     Skill("count_loud", "composite", "Signal Layer", "Acoustic Quality Analysis", _count_loud),
     Skill("before_speech", "composite", "Perception Layer", "Temporal Analysis", _before_speech),
@@ -546,6 +644,11 @@ SKILLS: dict[str, Skill] = {s.name: s for s in (
     Skill("second_speaker_words", "composite", "Semantic Layer", "Speaker Analysis", _second_speaker_words),
     Skill("mood_instrument", "composite", "Cultural Layer", "Music Theory", _mood_instrument),
     Skill("voice_over_background", "composite", "Perception Layer", "Spatial Analysis", _voice_over_background),
+    Skill("loudest_is_last", "heldout", "Signal Layer", "Audio Difference Analysis", _loudest_is_last),
+    Skill("before_last", "heldout", "Perception Layer", "Temporal Analysis", _before_last),
+    Skill("speaker_language", "heldout", "Semantic Layer", "Speaker Analysis", _speaker_language),
+    Skill("meaning_of_cause", "heldout", "Cultural Layer", "Professional Knowledge and Reasoning", _meaning_of_cause),
+    Skill("dance_mood", "heldout", "Cultural Layer", "Music Theory", _dance_mood),
 )}
 
 
