@@ -175,7 +175,8 @@ def test_paper_limits_fit_the_challenge_and_served_backends_need_no_plan_samples
     with pytest.raises(ConfigError, match="audit.max_thinking_chars"):
         load_profile("paper", {"audit.max_thinking_chars": 10_000})
     with pytest.raises(ConfigError, match="think.plan_samples > 0 needs models.backend = 'hf'"):
-        load_profile("mini", {"models.backend": "vllm"})  # mini's plan-guided samples continue prompts in-process
+        # plan-guided samples continue prompts in-process, which a served backend cannot do
+        load_profile("mini", {"models.backend": "vllm", "think.plan_samples": 1})
 
 
 @pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda p: p.name)
