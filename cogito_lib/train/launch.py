@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 from ..config import resolve_data_path
 from ..io import atomic_write_text, write_json
+from ..progress import progress_bar
 
 
 class LaunchError(RuntimeError):
@@ -126,9 +127,7 @@ def run_job(job: Mapping[str, Any], launch_dir: str | Path, *, processes: int, c
     started = time.perf_counter()
     bar = None
     if progress and total_steps:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_steps, desc=f"train ({processes} ranks)", unit="step")
+        bar = progress_bar(total=total_steps, desc=f"train ({processes} ranks)", unit="step")
     with open(log, "w", encoding="utf-8") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         while proc.poll() is None:
