@@ -219,10 +219,10 @@ def check_seed_pool(profile: Profile) -> Check:
         return Check("seed pool", False, str(err).splitlines()[0])
     want = profile.annotate.num_seed_questions
     if profile.models.annotator != "metadata" and len(seeds) < want:
-        return Check("seed pool", False, f"{path} has {len(seeds)} seeds, the LLM annotator samples "
+        return Check("seed pool", False, f"{len(seeds)} seeds in {path}, but the LLM annotator samples "
                                          f"annotate.num_seed_questions = {want}: add seeds (format: "
                                          "data/seed_questions.jsonl) or lower annotate.num_seed_questions")
-    return Check("seed pool", True, f"{path}: {len(seeds)} seeds, {min(want, len(seeds))} sampled per run")
+    return Check("seed pool", True, f"{len(seeds)} seeds, {min(want, len(seeds))} sampled per run, from {path}")
 
 
 def check_deepspeed() -> Check:
