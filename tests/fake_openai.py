@@ -1,4 +1,5 @@
-"""One fake OpenAI-compatible chat-completions server for the tests (no network): replies from a script."""
+"""One fake OpenAI-compatible server for the tests (no network): chat completions replied from a script, and a
+`/models` listing as vLLM serves it."""
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,15 +11,23 @@ def chat_reply(content):
 
 class FakeOpenAI:
     """A local /chat/completions endpoint. Each request pops the next `script` entry, or uses `default`; an entry
-    is (status, body text) or a callable that takes the request record ({path, headers, body}) and returns one."""
+    is (status, body text) or a callable that takes the request record ({path, headers, body}) and returns one.
+    GET `/v1/models` lists `models` (vLLM's model cards: {"id": served name, "root": weights folder})."""
 
-    def __init__(self, default=None):
+    def __init__(self, default=None, models=()):
         self.script = []
         self.requests = []
         self.default = default or chat_reply('{"scores": [1, 1, 1, 1, 1]}')
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                data = json.dumps({"object": "list", "data": list(models)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_POST(self):  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 request = {"path": self.path, "headers": dict(self.headers), "body": body}

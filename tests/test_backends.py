@@ -237,26 +237,11 @@ def test_a_request_that_fails_for_good_stops_the_batch_with_its_error(monkeypatc
 
 
 def test_list_models_reads_vllm_cards_and_says_why_it_cannot():
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            data = json.dumps({"object": "list", "data": [{"id": "thinker", "root": "/models/T"}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = FakeOpenAI(models=[{"id": "thinker", "root": "/models/T"}])
     try:
-        cards = list_models(f"http://127.0.0.1:{server.server_address[1]}/v1")
+        cards = list_models(server.base_url)
         assert cards == [{"id": "thinker", "root": "/models/T"}]
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
     with pytest.raises(BackendError, match="cannot be reached"):
         list_models("http://127.0.0.1:9/v1", timeout=2)

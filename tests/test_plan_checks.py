@@ -1,36 +1,20 @@
 """`--plan`'s checks at paper scale: GPUs against the config, servers against the configured model, keys, the
 seed pool against the profile, the launch program, the training engines."""
-import json
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from cogito_lib import checks
 from cogito_lib.config import load_profile
+from fake_openai import FakeOpenAI
 
 
 @pytest.fixture
 def models_server():
     """A server whose /v1/models lists one model, as vLLM does."""
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            data = json.dumps({"object": "list", "data": [
-                {"id": "qwen3-omni-thinking", "root": "/models/Qwen3-Omni-30B-A3B-Thinking"}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    server = FakeOpenAI(models=[{"id": "qwen3-omni-thinking", "root": "/models/Qwen3-Omni-30B-A3B-Thinking"}])
+    yield server.base_url
+    server.close()
 
 
 def test_gpus_are_checked_against_the_config():
