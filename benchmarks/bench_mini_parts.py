@@ -360,8 +360,8 @@ def main(argv=None) -> None:
         table = parts_table(args.stacks, args.run_dir)
         print_parts(table)
     else:
-        table = limits(Path(args.run_dir).resolve(), args.threads, args.repeats, args.steps, args.questions, args.base,
-                       args.variant)
+        table = limits(Path(args.run_dir).resolve(), args.threads, args.repeats, args.steps, args.questions,
+                       args.base, args.variant)
         print(json.dumps(table, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
