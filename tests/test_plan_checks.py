@@ -64,7 +64,8 @@ def test_the_seed_pool_must_hold_what_an_llm_annotator_samples(tmp_path):
     small = tmp_path / "seeds.jsonl"
     small.write_text("\n".join(lines) + "\n")
     check = checks.check_seed_pool(load_profile("paper", {"annotate.seed_pool": str(small)}))
-    assert not check.ok and "83 seeds in " in check.message and "but the LLM annotator samples annotate.num_seed_questions = 500" in check.message
+    assert not check.ok and "83 seeds in " in check.message
+    assert "but the LLM annotator samples annotate.num_seed_questions = 500" in check.message
     assert checks.check_seed_pool(load_profile("paper")).ok  # the shipped pool: 529 seeds
     assert checks.check_seed_pool(load_profile("mini", {"annotate.seed_pool": str(small)})).ok  # metadata annotator
 
