@@ -39,14 +39,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*):(?P<line>\d+)\)$")
 PARTS = ("front-end encoding", "I/O", "process start-up", "training steps", "evaluation", "generation",
          "world synthesis", "notebook display", "other")
-# (notebook, regex over a stack's files and functions): which notebook a process ran, by the kit code it ran
+# (notebook, regex over a stack's files): which notebook a process ran, by the kit code it ran (the older
+# module names `base.py`, `evaluate.py` too, so a profile of an older commit reads the same)
 NOTEBOOK_OF = [
-    ("07", r"cogito_lib/evaluate/|mmar_synth\.py"),
+    ("07", r"cogito_lib/evaluate/|cogito_lib/evaluate\.py|mmar_synth\.py|mmar/synth\.py"),
     ("06", r"cogito_lib/distill\.py|cogito_lib/train/__main__\.py"),
     ("05", r"cogito_lib/pipe/audit\.py"),
     ("04", r"cogito_lib/pipe/think\.py"),
     ("03", r"cogito_lib/pipe/annotate\.py"),
-    ("01", r"cogito_lib/base_model\.py"),
+    ("01", r"cogito_lib/base_model\.py|cogito_lib/base\.py"),
     ("02", r"cogito_lib/pipe/collect\.py|cogito_lib/world/collect\.py"),
     ("00", r"cogito_lib/checks\.py|cogito_lib/env\.py"),
 ]
@@ -115,9 +116,9 @@ def classify(frames, tower_spans) -> str:
         return "I/O"
     if any_frame(lambda f, p, n: "importlib._bootstrap" in p or f.endswith("start_new_kernel")):
         return "process start-up"
-    if any_frame(lambda f, p, n: p.endswith("cogito_lib/train/loop.py")):
+    if any_frame(lambda f, p, n: p.endswith(("cogito_lib/train/loop.py", "cogito_lib/train.py"))):
         return "training steps"
-    if any_frame(lambda f, p, n: "cogito_lib/evaluate/" in p):
+    if any_frame(lambda f, p, n: "cogito_lib/evaluate/" in p or p.endswith("cogito_lib/evaluate.py")):
         return "evaluation"
     if any_frame(lambda f, p, n: p.endswith(("models/generate.py", "models/decode.py", "models/backends.py",
                                              "generation/utils.py"))):

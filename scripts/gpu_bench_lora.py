@@ -62,8 +62,18 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 MEL_FRAMES_PER_S = 100  # Whisper features: 16 kHz, hop 160
 
 
+class _Audio:
+    """Shapes that follow from a benchmark size's seconds of audio."""
+
+    audio_seconds: int
+
+    @property
+    def mel_frames(self) -> int:
+        return self.audio_seconds * MEL_FRAMES_PER_S
+
+
 @dataclass(frozen=True)
-class BenchSize:
+class BenchSize(_Audio):
     """The model and batch shapes the benchmark runs."""
 
     hidden_size: int
@@ -81,10 +91,6 @@ class BenchSize:
     batch_size: int
     text_tokens: int
     tie_word_embeddings: bool = False
-
-    @property
-    def mel_frames(self) -> int:
-        return self.audio_seconds * MEL_FRAMES_PER_S
 
     @property
     def encoder_positions(self) -> int:  # after the tower's stride-2 conv
@@ -105,7 +111,7 @@ SIZE_TINY = BenchSize(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
                       num_mel_bins=128, audio_seconds=2, batch_size=2, text_tokens=32)
 
 @dataclass(frozen=True)
-class MoeSize:
+class MoeSize(_Audio):
     """Qwen3-Omni thinker shapes for the MoE benchmark (the audio and vision towers keep transformers' defaults,
     except in the tiny dry-run size)."""
 
@@ -122,10 +128,6 @@ class MoeSize:
     batch_size: int
     text_tokens: int
     tiny_towers: bool = False
-
-    @property
-    def mel_frames(self) -> int:
-        return self.audio_seconds * MEL_FRAMES_PER_S
 
     @property
     def audio_tokens(self) -> int:  # Qwen3-Omni's audio encoder: 13 tokens per 100 mel frames (n_window 50)
