@@ -92,8 +92,8 @@ def parse_stacks(path: str | Path):
             frames.append((match["func"], match["file"], int(match["line"])) if match else (part, "", 0))
         if not frames or any(f.endswith("_bootstrap") and file.endswith("threading.py") for f, file, _ in frames):
             continue
-        if IDLE_LEAVES.match(frames[-1][0]) and not frames[-1][1].startswith("/work") and "cogito_lib" not in frames[-1][1]:
-            continue
+        if IDLE_LEAVES.match(frames[-1][0]) and "cogito_lib" not in frames[-1][1]:
+            continue  # a kit function of one of these names is work, not a wait
         if frames[-1][0].endswith("launch_parallel"):
             continue  # notebook 06 waiting for its training processes
         yield process, frames, int(count)

@@ -536,8 +536,9 @@ def main(argv: list[str] | None = None) -> int:
             measured = json.loads(Path(args.from_result).read_text().strip().splitlines()[-1])
             mfus = [measured["mfu"]]
         peak = (args.peak_tflops or 989) * 1e12
-        print(json.dumps(estimate_paper_run(SIZE_30B_A3B, samples=args.estimate, tokens_per_sample=args.tokens_per_sample,
-                                            gpus=args.gpus, mfus=mfus, peak=peak, rank=args.rank, alpha=args.alpha)))
+        estimate = estimate_paper_run(SIZE_30B_A3B, samples=args.estimate, tokens_per_sample=args.tokens_per_sample,
+                                      gpus=args.gpus, mfus=mfus, peak=peak, rank=args.rank, alpha=args.alpha)
+        print(json.dumps(estimate))
         return 0
 
     try:
