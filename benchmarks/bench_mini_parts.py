@@ -2,12 +2,14 @@
 machine's limit.
 
     # 1. the parts of a whole run, from a py-spy profile of `python -m cogito_lib.run --profile mini` (all processes)
-    py-spy record --subprocesses -r 25 -f raw -o prof.txt -- python -m cogito_lib.run --profile mini --run-dir D
+    py-spy record --nonblocking --subprocesses -r 10 -f raw -o prof.txt -- \
+        python -m cogito_lib.run --profile mini --run-dir D
     python benchmarks/bench_mini_parts.py parts prof.txt [--run-dir D]
     # 2. the limit of the two biggest parts, old code path against new, interleaved in one process
     python benchmarks/bench_mini_parts.py limits --run-dir D [--threads 1] [--repeats 3]
 
-`parts` reads py-spy's collapsed stacks (one line per distinct stack of the main Python thread of every process,
+(`--nonblocking`: py-spy reads the processes without pausing them, so the run keeps its pace.) `parts` reads
+py-spy's collapsed stacks (one line per distinct stack of the main Python thread of every process,
 with its sample count) and gives every sample to the first part whose frames it holds: front-end encoding (the
 Whisper feature extractor and the audio tower), I/O (JSON/JSONL, audio files, checkpoints, model files),
 training steps, evaluation (notebook 07's generation and scoring), generation (the thinker and the base's
