@@ -1,21 +1,16 @@
 """The parts benchmark (benchmarks/bench_mini_parts.py `parts`): a py-spy profile is split into parts and notebooks
 by the frames it holds, idle waits are left out, and a profile of the code before the refactor (`base.py`,
 `train.py`, `evaluate.py`) reads the same as one of today's rooms."""
-import importlib.util
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from script_module import load
+
 SITE = "/venv/lib/python3.12/site-packages"
 KERNEL = 'process 11:"python -m ipykernel_launcher -f k.json"'
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_mini_parts", ROOT / "benchmarks" / "bench_mini_parts.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_mini_parts"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load("benchmarks/bench_mini_parts.py")
 
 
 def _line(process: str, frames: list[tuple[str, str, int]], count: int) -> str:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from script_module import load
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,11 +60,7 @@ def test_readme_starts_with_the_two_commands():
 
 
 def test_installer_puts_each_heavy_wheel_in_its_own_call_at_the_resolved_version(monkeypatch, tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("install_env", ROOT / "scripts" / "install_env.py")
-    install_env = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(install_env)
+    install_env = load("scripts/install_env.py")
     resolved = [("numpy", "2.4.6"), ("nvidia-cudnn-cu12", "9.10.2.21"), ("torch", "2.9.1"),
                 ("transformers", "5.24.0"), ("triton", "3.5.1"), ("torchaudio", "2.9.1")]
     calls = []

@@ -1,6 +1,5 @@
 """The paper-smoke (`make paper-smoke`, scripts/paper_smoke.py): notebooks 00-07 through the paper profile's code
 path on a CPU, every model call through the OpenAI-compatible client to servers on 127.0.0.1."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,16 +8,14 @@ from pathlib import Path
 import pytest
 
 from cogito_lib.metrics import load_run_metrics
+from script_module import load
 
 pytestmark = pytest.mark.notebooks
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _smoke_module():
-    spec = importlib.util.spec_from_file_location("paper_smoke", ROOT / "scripts" / "paper_smoke.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("scripts/paper_smoke.py")
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,12 @@
 """The loudness probe (benchmarks/probe_loudness.py): its regression separates what is separable and not what is
 not, its listing count reads traces the way the judge does, and a run dir without 01 gets a clear message."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from script_module import load
 
 
 def _probe():
-    spec = importlib.util.spec_from_file_location("probe_loudness", ROOT / "benchmarks" / "probe_loudness.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["probe_loudness"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load("benchmarks/probe_loudness.py")
 
 
 def test_probe_reads_a_level_feature_and_not_noise():
